@@ -1,0 +1,1 @@
+//! The std platform for hosts.
