@@ -23,3 +23,32 @@ pub mod testing;
 pub use memory_store::MemoryStore;
 pub use platform::{Clock, Platform, Presence, Store};
 pub use status::StatusCode;
+
+pub mod authenticator;
+pub mod cbor;
+pub mod config;
+pub mod credential;
+mod get_assertion;
+mod get_info;
+mod make_credential;
+mod request;
+pub mod storage;
+
+pub use authenticator::{command, Authenticator};
+pub use config::{AttestationMode, BatchAttestation, Config, CounterMode};
+
+/// Runs a future to completion on the current thread by polling it in a loop.
+///
+/// For synchronous callers and tests whose platform answers presence immediately. A future
+/// that waits on something external spins until it is ready; real transports poll the core
+/// from their own executor instead.
+pub fn block_on<F: core::future::Future>(future: F) -> F::Output {
+    let mut future = core::pin::pin!(future);
+    let mut context = core::task::Context::from_waker(core::task::Waker::noop());
+    loop {
+        if let core::task::Poll::Ready(output) = future.as_mut().poll(&mut context) {
+            return output;
+        }
+        core::hint::spin_loop();
+    }
+}

@@ -1,0 +1,351 @@
+//! authenticatorMakeCredential (CTAP 2.1 §6.1).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::authenticator::{authenticator_data, flags, rp_id_hash, Authenticator};
+use crate::cbor::{self, Key, Members, Value};
+use crate::config::{AttestationMode, CounterMode};
+use crate::credential::{Algorithm, PrivateKey, SealedCredential};
+use crate::platform::{BuiltInUv, Platform, Presence, PresenceKind, PresencePurpose, Store, Write};
+use crate::request::{self, truncate_64};
+use crate::status::StatusCode;
+use crate::storage::{self, ResidentRecord, User};
+
+/// Request member keys.
+mod key {
+    pub const CLIENT_DATA_HASH: u64 = 0x01;
+    pub const RP: u64 = 0x02;
+    pub const USER: u64 = 0x03;
+    pub const PUB_KEY_CRED_PARAMS: u64 = 0x04;
+    pub const EXCLUDE_LIST: u64 = 0x05;
+    pub const EXTENSIONS: u64 = 0x06;
+    pub const OPTIONS: u64 = 0x07;
+    pub const PIN_UV_AUTH_PARAM: u64 = 0x08;
+    pub const PIN_UV_AUTH_PROTOCOL: u64 = 0x09;
+    pub const ENTERPRISE_ATTESTATION: u64 = 0x0A;
+    pub const ATTESTATION_FORMATS_PREFERENCE: u64 = 0x0B;
+}
+
+/// Which attestation statement to produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Packed,
+    None,
+}
+
+/// A makeCredential request after validation.
+struct Request<'a> {
+    client_data_hash: &'a [u8],
+    rp_id: &'a str,
+    user: User,
+    algorithm: Algorithm,
+    exclude_list: Vec<request::Descriptor<'a>>,
+    cred_protect: Option<u8>,
+    rk: bool,
+    uv: bool,
+    format: Format,
+}
+
+impl<P: Platform> Authenticator<P> {
+    pub(crate) async fn make_credential(&mut self, parameters: &Value) -> Result<Value, StatusCode> {
+        let request = self.parse_make_credential(parameters)?;
+        let rp_id_hash = rp_id_hash(request.rp_id);
+        let master = self.master_key()?;
+
+        // Step 11: an excluded credential found ends the ceremony — after a presence test, so
+        // a silent probe cannot learn which credentials exist.
+        let excluded = request.exclude_list.iter().any(|descriptor| {
+            master.open(&rp_id_hash, descriptor.id).is_some_and(|sealed| {
+                // A credential that needs UV stays invisible without it (credProtect 3).
+                let visible = sealed.cred_protect < 3 || request.uv;
+                visible && self.still_exists(&rp_id_hash, descriptor.id, &sealed)
+            })
+        });
+        if excluded {
+            self.ask_user(
+                PresenceKind::UserPresence,
+                PresencePurpose::MakeCredential,
+                Some(request.rp_id),
+            )
+            .await?;
+            return Err(StatusCode::CredentialExcluded);
+        }
+
+        // Step 13: refuse early when a discoverable credential would not fit, unless it
+        // replaces the account's existing one.
+        let user_key = storage::user_key(&rp_id_hash, &request.user.id);
+        let replaced = if request.rk { self.platform.store().get(&user_key)? } else { None };
+        if request.rk && replaced.is_none() && self.remaining_discoverable()? == 0 {
+            return Err(StatusCode::KeyStoreFull);
+        }
+
+        // Step 14: user verification (built-in) or presence. Verification proves presence too.
+        let kind =
+            if request.uv { PresenceKind::UserVerification } else { PresenceKind::UserPresence };
+        self.ask_user(kind, PresencePurpose::MakeCredential, Some(request.rp_id)).await?;
+
+        // Step 15: the key, sealed into its credential ID.
+        let (key, public_key) = PrivateKey::generate(request.algorithm, self.platform.rng());
+        let cred_protect = request.cred_protect.unwrap_or(1);
+        let sealed = SealedCredential { key, discoverable: request.rk, cred_protect };
+        let credential_id = master.seal(self.platform.rng(), &rp_id_hash, &sealed)?;
+
+        // Step 16: a discoverable credential is stored, replacing the account's previous one.
+        if request.rk {
+            self.store_resident(
+                &rp_id_hash,
+                &user_key,
+                replaced.as_deref(),
+                ResidentRecord {
+                    credential_id: credential_id.clone(),
+                    rp_id: String::from(request.rp_id),
+                    user: request.user.clone(),
+                    sequence: 0,
+                    counter: 0,
+                },
+            )?;
+        }
+        // The global counter advances with every signature; a credential's own counter starts
+        // at zero.
+        let sign_count = match self.config.counter {
+            CounterMode::Global => self.next_signature_count(&credential_id)?,
+            CounterMode::PerCredential | CounterMode::AlwaysZero => 0,
+        };
+
+        // Step 17–19: authenticator data with attested credential data and extension outputs.
+        let extensions = request.cred_protect.map(|level| {
+            cbor::map(alloc::vec![(cbor::text("credProtect"), cbor::int(i64::from(level)))])
+        });
+        let mut flag_bits = flags::UP | flags::AT | self.backup_flags();
+        if request.uv {
+            flag_bits |= flags::UV;
+        }
+        if extensions.is_some() {
+            flag_bits |= flags::ED;
+        }
+        let auth_data = authenticator_data(
+            &rp_id_hash,
+            flag_bits,
+            sign_count,
+            Some((&self.config.aaguid, &credential_id, &public_key)),
+            extensions.as_ref(),
+        );
+
+        // Step 20: the attestation statement.
+        let (format, statement) =
+            self.attestation_statement(request.format, &sealed.key, &auth_data, request.client_data_hash)?;
+        Ok(cbor::map(alloc::vec![
+            (cbor::int(1), cbor::text(format)),
+            (cbor::int(2), Value::Bytes(auth_data)),
+            (cbor::int(3), statement),
+        ]))
+    }
+
+    fn parse_make_credential<'a>(&mut self, parameters: &'a Value) -> Result<Request<'a>, StatusCode> {
+        let members = Members::of(parameters)?;
+        let client_data_hash = cbor::as_bytes(members.required(Key::Int(key::CLIENT_DATA_HASH))?)?;
+
+        let rp = Members::of(members.required(Key::Int(key::RP))?)?;
+        let rp_id = cbor::as_text(rp.required(Key::Text("id"))?)?;
+        if let Some(name) = rp.get(Key::Text("name")) {
+            cbor::as_text(name)?;
+        }
+
+        let user_members = Members::of(members.required(Key::Int(key::USER))?)?;
+        let user_id = cbor::as_bytes(user_members.required(Key::Text("id"))?)?;
+        if user_id.is_empty() || user_id.len() > 64 {
+            return Err(StatusCode::InvalidLength);
+        }
+        let optional_text = |name| -> Result<Option<String>, StatusCode> {
+            user_members.get(Key::Text(name)).map(|v| cbor::as_text(v).map(truncate_64)).transpose()
+        };
+        let user = User {
+            id: user_id.to_vec(),
+            name: optional_text("name")?,
+            display_name: optional_text("displayName")?,
+        };
+        if let Some(icon) = user_members.get(Key::Text("icon")) {
+            cbor::as_text(icon)?;
+        }
+
+        let algorithm = self.choose_algorithm(members.required(Key::Int(key::PUB_KEY_CRED_PARAMS))?)?;
+
+        let exclude_list = match members.get(Key::Int(key::EXCLUDE_LIST)) {
+            Some(list) => request::credential_list(list, self.config.max_credential_count_in_list)?,
+            None => Vec::new(),
+        };
+
+        let extensions = request::extensions(members.get(Key::Int(key::EXTENSIONS)))?;
+        let cred_protect = match extensions.and_then(|e| e.get(Key::Text("credProtect"))) {
+            Some(level) => match cbor::as_int(level)? {
+                level @ 1..=3 => u8::try_from(level).ok(),
+                _ => return Err(StatusCode::InvalidOption),
+            },
+            None => None,
+        };
+
+        let options = request::options(members.get(Key::Int(key::OPTIONS)))?;
+        request::pin_uv_auth(
+            members.get(Key::Int(key::PIN_UV_AUTH_PARAM)),
+            members.get(Key::Int(key::PIN_UV_AUTH_PROTOCOL)),
+        )?;
+        if let Some(enterprise) = members.get(Key::Int(key::ENTERPRISE_ATTESTATION)) {
+            cbor::as_int(enterprise)?;
+            // Enterprise attestation is not enabled on this authenticator.
+            return Err(StatusCode::InvalidParameter);
+        }
+        // Step 5 options: "up" false is invalid here; "uv" needs a configured built-in method.
+        if options.up == Some(false) {
+            return Err(StatusCode::InvalidOption);
+        }
+        let uv = options.uv == Some(true);
+        if uv && self.platform.presence().built_in_uv() != BuiltInUv::Configured {
+            return Err(StatusCode::InvalidOption);
+        }
+
+        let format = match members.get(Key::Int(key::ATTESTATION_FORMATS_PREFERENCE)) {
+            Some(preference) => attestation_preference(preference)?,
+            None => Format::Packed,
+        };
+
+        Ok(Request {
+            client_data_hash,
+            rp_id,
+            user,
+            algorithm,
+            exclude_list,
+            cred_protect,
+            rk: options.rk == Some(true),
+            uv,
+            format,
+        })
+    }
+
+    /// Picks the first entry of `pubKeyCredParams` this authenticator supports (the RP's order
+    /// is its preference). Entries of another type are skipped; malformed ones are errors.
+    fn choose_algorithm(&self, params: &Value) -> Result<Algorithm, StatusCode> {
+        let mut chosen = None;
+        for param in cbor::as_array(params)? {
+            let members = Members::of(param)?;
+            let alg = cbor::as_int(members.required(Key::Text("alg"))?)?;
+            let kind = cbor::as_text(members.required(Key::Text("type"))?)?;
+            if chosen.is_some() || kind != "public-key" {
+                continue;
+            }
+            chosen = match Algorithm::from_cose(alg) {
+                Some(Algorithm::Es256) if self.config.algorithms.es256 => Some(Algorithm::Es256),
+                Some(Algorithm::EdDsa) if self.config.algorithms.eddsa => Some(Algorithm::EdDsa),
+                _ => None,
+            };
+        }
+        chosen.ok_or(StatusCode::UnsupportedAlgorithm)
+    }
+
+    /// Whether a credential that opened under this RP still exists: always for
+    /// non-discoverable ones, and only while stored for discoverable ones (a deleted or
+    /// replaced passkey is gone even though its ID still decrypts).
+    pub(crate) fn still_exists(
+        &mut self,
+        rp_id_hash: &[u8; 32],
+        credential_id: &[u8],
+        sealed: &SealedCredential,
+    ) -> bool {
+        !sealed.discoverable
+            || matches!(
+                self.platform.store().get(&storage::credential_key(rp_id_hash, credential_id)),
+                Ok(Some(_))
+            )
+    }
+
+    /// Stores a discoverable credential in one atomic batch: the record, the account index,
+    /// the creation sequence, the count, and the removal of the account's previous credential.
+    fn store_resident(
+        &mut self,
+        rp_id_hash: &[u8; 32],
+        user_key: &[u8],
+        replaced: Option<&[u8]>,
+        mut record: ResidentRecord,
+    ) -> Result<(), StatusCode> {
+        let store = self.platform.store();
+        let sequence = storage::read_u64(store, storage::SEQUENCE)?.wrapping_add(1);
+        record.sequence = sequence;
+        let count = storage::read_u32(store, storage::RESIDENT_COUNT)?;
+        let record_key = storage::credential_key(rp_id_hash, &record.credential_id);
+        let record_bytes = record.to_bytes();
+        let replaced_key = replaced.map(|old_id| storage::credential_key(rp_id_hash, old_id));
+        let new_count = if replaced.is_some() { count } else { count.saturating_add(1) };
+        let sequence_bytes = sequence.to_be_bytes();
+        let count_bytes = new_count.to_be_bytes();
+        let mut batch = Vec::with_capacity(5);
+        if let Some(replaced_key) = &replaced_key {
+            batch.push(Write::Delete(replaced_key));
+        }
+        batch.push(Write::Put(&record_key, &record_bytes));
+        batch.push(Write::Put(user_key, &record.credential_id));
+        batch.push(Write::Put(storage::SEQUENCE, &sequence_bytes));
+        batch.push(Write::Put(storage::RESIDENT_COUNT, &count_bytes));
+        store.commit(&batch)?;
+        Ok(())
+    }
+
+    /// Builds the attestation statement over authData ‖ clientDataHash.
+    fn attestation_statement(
+        &self,
+        format: Format,
+        credential_key: &PrivateKey,
+        auth_data: &[u8],
+        client_data_hash: &[u8],
+    ) -> Result<(&'static str, Value), StatusCode> {
+        let mode = match format {
+            Format::None => &AttestationMode::None,
+            Format::Packed => &self.config.attestation,
+        };
+        let signed = || {
+            let mut message = Vec::with_capacity(auth_data.len() + client_data_hash.len());
+            message.extend_from_slice(auth_data);
+            message.extend_from_slice(client_data_hash);
+            message
+        };
+        match mode {
+            AttestationMode::None => Ok(("none", cbor::map(Vec::new()))),
+            AttestationMode::SelfAttestation => {
+                let signature = credential_key.sign(&signed())?;
+                Ok((
+                    "packed",
+                    cbor::map(alloc::vec![
+                        (cbor::text("alg"), cbor::int(credential_key.algorithm().cose())),
+                        (cbor::text("sig"), Value::Bytes(signature)),
+                    ]),
+                ))
+            }
+            AttestationMode::Batch(batch) => {
+                let batch_key = PrivateKey::from_secret(Algorithm::Es256, &batch.private_key)
+                    .ok_or(StatusCode::Other)?;
+                let signature = batch_key.sign(&signed())?;
+                let chain = batch.certificates.iter().map(|der| cbor::bytes(der)).collect();
+                Ok((
+                    "packed",
+                    cbor::map(alloc::vec![
+                        (cbor::text("alg"), cbor::int(Algorithm::Es256.cose())),
+                        (cbor::text("sig"), Value::Bytes(signature)),
+                        (cbor::text("x5c"), Value::Array(chain)),
+                    ]),
+                ))
+            }
+        }
+    }
+}
+
+/// `attestationFormatsPreference` (CTAP 2.2): the first format we produce wins; with none we
+/// know, the default applies.
+fn attestation_preference(value: &Value) -> Result<Format, StatusCode> {
+    for item in cbor::as_array(value)? {
+        match cbor::as_text(item)? {
+            "packed" => return Ok(Format::Packed),
+            "none" => return Ok(Format::None),
+            _ => {}
+        }
+    }
+    Ok(Format::Packed)
+}
