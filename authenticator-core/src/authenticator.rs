@@ -35,12 +35,18 @@ pub mod command {
 }
 
 /// authData flag bits (WebAuthn §6.1).
-pub(crate) mod flags {
+pub mod flags {
+    /// User present.
     pub const UP: u8 = 0x01;
+    /// User verified.
     pub const UV: u8 = 0x04;
+    /// Backup eligible.
     pub const BE: u8 = 0x08;
+    /// Backup state.
     pub const BS: u8 = 0x10;
+    /// Attested credential data included.
     pub const AT: u8 = 0x40;
+    /// Extension data included.
     pub const ED: u8 = 0x80;
 }
 
@@ -241,13 +247,13 @@ impl<P: Platform> Authenticator<P> {
 }
 
 /// SHA-256 of an RP ID.
-pub(crate) fn rp_id_hash(rp_id: &str) -> [u8; 32] {
+pub fn rp_id_hash(rp_id: &str) -> [u8; 32] {
     sha2::Sha256::digest(rp_id.as_bytes()).into()
 }
 
 /// Authenticator data (WebAuthn §6.1): rpIdHash ‖ flags ‖ signCount ‖ [attested credential
 /// data] ‖ [extensions].
-pub(crate) fn authenticator_data(
+pub fn authenticator_data(
     rp_id_hash: &[u8; 32],
     flags: u8,
     sign_count: u32,

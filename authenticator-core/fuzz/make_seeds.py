@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Writes the checked-in seed corpus under seeds/<target>/ (run from anywhere; idempotent).
+
+The ctap2_request target splits an input on b"--CTAP--" into requests (command byte followed
+by CBOR parameters); these seeds are valid requests and short valid sessions, so the fuzzer
+starts from the stateful paths (makeCredential, then getAssertion / getNextAssertion).
+Maps are written in CTAP2 canonical key order by hand.
+"""
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DELIMITER = b"--CTAP--"
+
+
+def head(major, n):
+    if n < 24:
+        return bytes([major << 5 | n])
+    if n < 0x100:
+        return bytes([major << 5 | 24, n])
+    if n < 0x10000:
+        return bytes([major << 5 | 25]) + struct.pack(">H", n)
+    return bytes([major << 5 | 26]) + struct.pack(">I", n)
+
+
+def enc(v):
+    if isinstance(v, bool):
+        return b"\xf5" if v else b"\xf4"
+    if isinstance(v, int):
+        return head(0, v) if v >= 0 else head(1, -1 - v)
+    if isinstance(v, bytes):
+        return head(2, len(v)) + v
+    if isinstance(v, str):
+        b = v.encode()
+        return head(3, len(b)) + b
+    if isinstance(v, list):
+        return head(4, len(v)) + b"".join(enc(x) for x in v)
+    if isinstance(v, dict):
+        items = sorted(((enc(k), enc(x)) for k, x in v.items()), key=lambda kv: (len(kv[0]), kv[0]))
+        return head(5, len(items)) + b"".join(k + x for k, x in items)
+    raise TypeError(v)
+
+
+CDH = bytes(range(32))
+ES256 = [{"alg": -7, "type": "public-key"}]
+EDDSA = [{"alg": -8, "type": "public-key"}]
+
+
+def make_credential(user_id=b"\x01", rk=True, params=ES256, rp="example.com", extra=None):
+    m = {1: CDH, 2: {"id": rp}, 3: {"id": user_id}, 4: params}
+    if rk is not None:
+        m[7] = {"rk": rk}
+    if extra:
+        m.update(extra)
+    return b"\x01" + enc(m)
+
+
+def get_assertion(rp="example.com", allow=None, extra=None):
+    m = {1: rp, 2: CDH}
+    if allow is not None:
+        m[3] = [{"id": i, "type": "public-key"} for i in allow]
+    if extra:
+        m.update(extra)
+    return b"\x02" + enc(m)
+
+
+GET_INFO = b"\x04"
+GET_NEXT = b"\x08"
+RESET = b"\x07"
+SELECTION = b"\x0b"
+
+CTAP2 = {
+    "get_info": GET_INFO,
+    "make_credential_rk": make_credential(),
+    "make_credential_eddsa": make_credential(rk=False, params=EDDSA),
+    "make_credential_named": make_credential(
+        user_id=b"\x02" * 16,
+        extra={3: {"id": b"\x02" * 16, "name": "alice@example.com", "displayName": "Alice"},
+               6: {"credProtect": 2}},
+    ),
+    "get_assertion": get_assertion(),
+    "get_assertion_foreign_allow_list": get_assertion(allow=[b"\x01" + b"\x00" * 63]),
+    "session_register_then_login": DELIMITER.join([make_credential(), get_assertion()]),
+    "session_two_accounts_then_next": DELIMITER.join([
+        make_credential(user_id=b"\x01"),
+        make_credential(user_id=b"\x02"),
+        get_assertion(),
+        GET_NEXT,
+        GET_NEXT,
+    ]),
+    "session_replace_account": DELIMITER.join([
+        make_credential(user_id=b"\x01"),
+        make_credential(user_id=b"\x01", params=EDDSA),
+        get_assertion(),
+    ]),
+    "session_reset": DELIMITER.join([make_credential(), RESET, get_assertion(), SELECTION]),
+    "session_reset_after_window": DELIMITER.join([make_credential(), b"", RESET, GET_INFO]),
+}
+
+CBOR = {
+    "request_map": CTAP2["make_credential_named"][1:],
+    "get_assertion_map": CTAP2["get_assertion"][1:],
+    "nested": enc([1, -1, b"", "", [], {}, True, False]),
+    "indefinite": bytes.fromhex("9f01820203ff"),
+    "tag_float": bytes.fromhex("c11a514b67b0"),
+    "half_float": bytes.fromhex("f93c00"),
+}
+
+
+def write(target, seeds):
+    directory = os.path.join(HERE, "seeds", target)
+    os.makedirs(directory, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(data)
+
+
+write("ctap2_request", CTAP2)
+write("cbor_decode", CBOR)
