@@ -1,1 +1,110 @@
-fn main() {}
+//! `fidelio`: a FIDO2 authenticator you can run in software.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod attestation;
+mod ceremony;
+mod demo;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fidelio",
+    version,
+    about = "A FIDO2 security key in software: CTAP 2.1 core, virtual transports, test tools",
+    long_about = "Fidelio is a FIDO2 authenticator that runs as software (for CI suites, browsers \
+                  and client libraries) and as firmware on microcontroller boards.\n\n\
+                  Start with `fidelio demo`: it registers a credential and signs in with it, \
+                  entirely in this process, and shows every step."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one WebAuthn registration and one authentication against an in-process
+    /// authenticator and show (or print as JSON) everything exchanged.
+    Demo(demo::DemoArgs),
+    /// Manage attestation material (batch key and certificates).
+    #[command(subcommand)]
+    Attestation(AttestationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AttestationCommand {
+    /// Create a root CA and a batch attestation certificate + key that meet FIDO's packed
+    /// attestation requirements, and write them as PEM files into DIR.
+    ///
+    /// Files: ca-cert.pem, ca-key.pem (0600), batch-cert.pem, batch-key.pem (0600). Give
+    /// ca-cert.pem to the relying party that should trust this authenticator; pass DIR to
+    /// `--attestation batch:DIR` to attest with the batch key.
+    Init {
+        /// Directory to write the files into (created if missing).
+        dir: PathBuf,
+        /// AAGUID to put in the certificate (32 hex digits); defaults to Fidelio's.
+        #[arg(long)]
+        aaguid: Option<String>,
+        /// Organisation (O) in both certificates.
+        #[arg(long, default_value = fidelio_attestation::DEFAULT_ORGANIZATION)]
+        organization: String,
+        /// Country (C), two upper-case letters.
+        #[arg(long, default_value = fidelio_attestation::DEFAULT_COUNTRY)]
+        country: String,
+        /// Replace existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the files in DIR and describe them.
+    Show {
+        /// Directory holding the files written by `attestation init`.
+        dir: PathBuf,
+    },
+}
+
+/// The device profiles every command that creates an authenticator accepts.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Profile {
+    /// Device-bound security key: BE=0, global counter, packed self attestation.
+    SecurityKey,
+    /// Synced passkey: BE=1, BS=1, counter always 0, attestation "none".
+    SyncedPasskey,
+    /// Platform authenticator: `plat` option, internal transport.
+    Platform,
+}
+
+impl Profile {
+    /// The core settings for this profile.
+    pub fn config(self) -> authenticator_core::Config {
+        match self {
+            Profile::SecurityKey => authenticator_core::Config::security_key(),
+            Profile::SyncedPasskey => authenticator_core::Config::synced_passkey(),
+            Profile::Platform => authenticator_core::Config::platform(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(&args),
+        Command::Attestation(AttestationCommand::Init {
+            dir,
+            aaguid,
+            organization,
+            country,
+            force,
+        }) => attestation::init(&dir, aaguid.as_deref(), organization, country, force),
+        Command::Attestation(AttestationCommand::Show { dir }) => attestation::show(&dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("fidelio: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! A minimal WebAuthn client for in-process ceremonies: it builds clientDataJSON and the CTAP
+//! requests, and turns CTAP responses into the JSON shapes browsers give relying parties
+//! (RegistrationResponseJSON / AuthenticationResponseJSON).
+//!
+//! The full client (origin and RP ID rules, extensions, errors) is `transports/webauthn`'s job;
+//! this is just enough to run a real ceremony end to end.
+
+use anyhow::{Context, Result, anyhow, bail};
+use authenticator_core::cbor::{self, Key, Members, Value};
+use authenticator_core::{Authenticator, Platform, StatusCode, block_on};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value as Json, json};
+use sha2::Digest;
+
+/// base64url without padding, as WebAuthn's JSON uses.
+pub fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// clientDataJSON by the exact serialization of WebAuthn L3 §5.8.1.1 (same-origin).
+pub fn client_data_json(kind: &str, challenge: &[u8], origin: &str) -> Vec<u8> {
+    // serde_json's string encoding is the JSON string serialization the spec calls for.
+    let quote = |s: &str| Json::String(s.to_owned()).to_string();
+    format!(
+        "{{\"type\":{},\"challenge\":{},\"origin\":{},\"crossOrigin\":false}}",
+        quote(kind),
+        quote(&b64(challenge)),
+        quote(origin)
+    )
+    .into_bytes()
+}
+
+/// The relying party and account of a ceremony.
+#[derive(Debug, Clone)]
+pub struct Party {
+    /// RP ID.
+    pub rp_id: String,
+    /// Origin of the page.
+    pub origin: String,
+    /// User handle.
+    pub user_id: Vec<u8>,
+    /// Account name.
+    pub user_name: String,
+}
+
+/// A completed registration.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The credential ID.
+    pub credential_id: Vec<u8>,
+    /// The COSE algorithm chosen.
+    pub algorithm: i64,
+    /// The attestation format.
+    pub format: String,
+    /// The authenticator data.
+    pub auth_data: Vec<u8>,
+    /// RegistrationResponseJSON.
+    pub json: Json,
+}
+
+/// A completed authentication.
+#[derive(Debug, Clone)]
+pub struct Assertion {
+    /// The authenticator data.
+    pub auth_data: Vec<u8>,
+    /// The signature.
+    pub signature: Vec<u8>,
+    /// clientDataJSON.
+    pub client_data_json: Vec<u8>,
+    /// AuthenticationResponseJSON.
+    pub json: Json,
+}
+
+fn transact<P: Platform>(
+    device: &mut Authenticator<P>,
+    command: u8,
+    params: Value,
+) -> Result<Value> {
+    let mut request = vec![command];
+    cbor::encode(&params, &mut request);
+    let response = block_on(device.process(&request));
+    let (&status, body) = response
+        .split_first()
+        .ok_or_else(|| anyhow!("empty response"))?;
+    if status != 0 {
+        let name = known_status(status).map_or("unknown status", StatusCode::name);
+        bail!("authenticator answered 0x{status:02X} {name}");
+    }
+    cbor::decode(body).map_err(|e| anyhow!("response is not CBOR: {e}"))
+}
+
+fn known_status(byte: u8) -> Option<StatusCode> {
+    use StatusCode::*;
+    [
+        InvalidCommand,
+        InvalidParameter,
+        InvalidLength,
+        CborUnexpectedType,
+        InvalidCbor,
+        MissingParameter,
+        CredentialExcluded,
+        UnsupportedAlgorithm,
+        OperationDenied,
+        KeyStoreFull,
+        UnsupportedOption,
+        InvalidOption,
+        KeepaliveCancel,
+        NoCredentials,
+        UserActionTimeout,
+        NotAllowed,
+        UvInvalid,
+        RequestTooLarge,
+        Other,
+    ]
+    .into_iter()
+    .find(|code| code.to_byte() == byte)
+}
+
+fn bytes_member(members: &Members<'_>, key: u64) -> Result<Vec<u8>> {
+    let value = members
+        .required(Key::Int(key))
+        .map_err(|_| anyhow!("response lacks member {key}"))?;
+    Ok(cbor::as_bytes(value)
+        .map_err(|_| anyhow!("member {key} is not bytes"))?
+        .to_vec())
+}
+
+/// navigator.credentials.create(): makeCredential and the JSON an RP receives.
+pub fn register<P: Platform>(
+    device: &mut Authenticator<P>,
+    party: &Party,
+    challenge: &[u8],
+    algorithms: &[i64],
+    resident: bool,
+) -> Result<Registration> {
+    let client_data = client_data_json("webauthn.create", challenge, &party.origin);
+    let params = cbor::map(vec![
+        (
+            cbor::int(1),
+            cbor::bytes(&sha2::Sha256::digest(&client_data)),
+        ),
+        (
+            cbor::int(2),
+            cbor::map(vec![(cbor::text("id"), cbor::text(&party.rp_id))]),
+        ),
+        (
+            cbor::int(3),
+            cbor::map(vec![
+                (cbor::text("id"), cbor::bytes(&party.user_id)),
+                (cbor::text("name"), cbor::text(&party.user_name)),
+                (cbor::text("displayName"), cbor::text(&party.user_name)),
+            ]),
+        ),
+        (
+            cbor::int(4),
+            Value::Array(
+                algorithms
+                    .iter()
+                    .map(|alg| {
+                        cbor::map(vec![
+                            (cbor::text("alg"), cbor::int(*alg)),
+                            (cbor::text("type"), cbor::text("public-key")),
+                        ])
+                    })
+                    .collect(),
+            ),
+        ),
+        (
+            cbor::int(7),
+            cbor::map(vec![(cbor::text("rk"), Value::Bool(resident))]),
+        ),
+    ]);
+    let response = transact(device, authenticator_core::command::MAKE_CREDENTIAL, params)
+        .context("makeCredential")?;
+    let members = Members::of(&response).map_err(|_| anyhow!("response is not a map"))?;
+    let format = cbor::as_text(
+        members
+            .required(Key::Int(1))
+            .map_err(|_| anyhow!("no fmt"))?,
+    )
+    .map_err(|_| anyhow!("fmt is not text"))?
+    .to_owned();
+    let auth_data = bytes_member(&members, 2)?;
+    let statement = members
+        .required(Key::Int(3))
+        .map_err(|_| anyhow!("no attStmt"))?
+        .clone();
+    let parsed = ParsedAuthData::parse(&auth_data)?;
+    let credential_id = parsed
+        .credential_id
+        .clone()
+        .ok_or_else(|| anyhow!("no attested credential"))?;
+    let algorithm = parsed
+        .algorithm
+        .ok_or_else(|| anyhow!("no algorithm in the public key"))?;
+    let attestation_object = cbor::to_vec(&cbor::map(vec![
+        (cbor::text("fmt"), cbor::text(&format)),
+        (cbor::text("attStmt"), statement),
+        (cbor::text("authData"), cbor::bytes(&auth_data)),
+    ]));
+    let json = json!({
+        "id": b64(&credential_id),
+        "rawId": b64(&credential_id),
+        "type": "public-key",
+        "authenticatorAttachment": "cross-platform",
+        "clientExtensionResults": {},
+        "response": {
+            "clientDataJSON": b64(&client_data),
+            "attestationObject": b64(&attestation_object),
+            "authenticatorData": b64(&auth_data),
+            "publicKeyAlgorithm": algorithm,
+            "transports": ["usb"],
+        },
+    });
+    Ok(Registration {
+        credential_id,
+        algorithm,
+        format,
+        auth_data,
+        json,
+    })
+}
+
+/// navigator.credentials.get(): getAssertion and the JSON an RP receives. An empty
+/// `allow_list` discovers resident credentials.
+pub fn authenticate<P: Platform>(
+    device: &mut Authenticator<P>,
+    party: &Party,
+    challenge: &[u8],
+    allow_list: &[Vec<u8>],
+) -> Result<Assertion> {
+    let client_data = client_data_json("webauthn.get", challenge, &party.origin);
+    let mut params = vec![
+        (cbor::int(1), cbor::text(&party.rp_id)),
+        (
+            cbor::int(2),
+            cbor::bytes(&sha2::Sha256::digest(&client_data)),
+        ),
+    ];
+    if !allow_list.is_empty() {
+        let descriptors = allow_list
+            .iter()
+            .map(|id| {
+                cbor::map(vec![
+                    (cbor::text("id"), cbor::bytes(id)),
+                    (cbor::text("type"), cbor::text("public-key")),
+                ])
+            })
+            .collect();
+        params.push((cbor::int(3), Value::Array(descriptors)));
+    }
+    let response = transact(
+        device,
+        authenticator_core::command::GET_ASSERTION,
+        cbor::map(params),
+    )
+    .context("getAssertion")?;
+    let members = Members::of(&response).map_err(|_| anyhow!("response is not a map"))?;
+    let credential = Members::of(
+        members
+            .required(Key::Int(1))
+            .map_err(|_| anyhow!("no credential"))?,
+    )
+    .map_err(|_| anyhow!("credential is not a map"))?;
+    let credential_id = cbor::as_bytes(
+        credential
+            .required(Key::Text("id"))
+            .map_err(|_| anyhow!("no id"))?,
+    )
+    .map_err(|_| anyhow!("id is not bytes"))?
+    .to_vec();
+    let auth_data = bytes_member(&members, 2)?;
+    let signature = bytes_member(&members, 3)?;
+    let user_handle = members
+        .get(Key::Int(4))
+        .and_then(|user| Members::of(user).ok())
+        .and_then(|user| user.get(Key::Text("id")))
+        .and_then(|id| cbor::as_bytes(id).ok())
+        .map(b64);
+    let json = json!({
+        "id": b64(&credential_id),
+        "rawId": b64(&credential_id),
+        "type": "public-key",
+        "authenticatorAttachment": "cross-platform",
+        "clientExtensionResults": {},
+        "response": {
+            "clientDataJSON": b64(&client_data),
+            "authenticatorData": b64(&auth_data),
+            "signature": b64(&signature),
+            "userHandle": user_handle,
+        },
+    });
+    Ok(Assertion {
+        auth_data,
+        signature,
+        client_data_json: client_data,
+        json,
+    })
+}
+
+/// The parts of authenticator data the demo shows.
+#[derive(Debug, Clone)]
+pub struct ParsedAuthData {
+    /// Flags byte.
+    pub flags: u8,
+    /// Signature counter.
+    pub sign_count: u32,
+    /// Attested credential ID.
+    pub credential_id: Option<Vec<u8>>,
+    /// The COSE public key.
+    pub public_key: Option<Value>,
+    /// Its algorithm.
+    pub algorithm: Option<i64>,
+}
+
+impl ParsedAuthData {
+    /// Parses authenticator data (WebAuthn §6.1).
+    pub fn parse(data: &[u8]) -> Result<Self> {
+        let flags = *data.get(32).ok_or_else(|| anyhow!("authData too short"))?;
+        let count: [u8; 4] = data
+            .get(33..37)
+            .and_then(|s| s.try_into().ok())
+            .ok_or_else(|| anyhow!("authData too short"))?;
+        let mut parsed = Self {
+            flags,
+            sign_count: u32::from_be_bytes(count),
+            credential_id: None,
+            public_key: None,
+            algorithm: None,
+        };
+        if flags & authenticator_core::authenticator::flags::AT != 0 {
+            let len_bytes: [u8; 2] = data
+                .get(53..55)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| anyhow!("authData too short"))?;
+            let len = usize::from(u16::from_be_bytes(len_bytes));
+            let id = data
+                .get(55..55 + len)
+                .ok_or_else(|| anyhow!("authData too short"))?;
+            let mut rest = data.get(55 + len..).unwrap_or_default();
+            let key: Value = ciborium_read(&mut rest)?;
+            let alg = Members::of(&key)
+                .ok()
+                .and_then(|m| m.get(Key::Int(3)))
+                .and_then(|v| cbor::as_int(v).ok());
+            parsed.credential_id = Some(id.to_vec());
+            parsed.algorithm = alg;
+            parsed.public_key = Some(key);
+        }
+        Ok(parsed)
+    }
+}
+
+fn ciborium_read(rest: &mut &[u8]) -> Result<Value> {
+    // The COSE key may be followed by extension CBOR: read just the first item.
+    ciborium::de::from_reader(rest).map_err(|e| anyhow!("no public key in authData: {e}"))
+}
+
+/// Verifies a signature with a COSE public key using RustCrypto's verifiers.
+pub fn verify_signature(cose_key: &Value, message: &[u8], signature: &[u8]) -> Result<()> {
+    let Value::Map(entries) = cose_key else {
+        bail!("public key is not a map")
+    };
+    let find = |label: i64| {
+        entries
+            .iter()
+            .find(|(k, _)| *k == cbor::int(label))
+            .map(|(_, v)| v)
+    };
+    let alg = find(3).and_then(|v| cbor::as_int(v).ok());
+    let coordinate = |label| -> Result<Vec<u8>> {
+        Ok(
+            cbor::as_bytes(find(label).ok_or_else(|| anyhow!("public key lacks {label}"))?)
+                .map_err(|_| anyhow!("coordinate is not bytes"))?
+                .to_vec(),
+        )
+    };
+    match alg {
+        Some(-7) => {
+            use p256::ecdsa::signature::Verifier;
+            let mut sec1 = vec![0x04];
+            sec1.extend(coordinate(-2)?);
+            sec1.extend(coordinate(-3)?);
+            let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(&sec1)
+                .map_err(|_| anyhow!("bad P-256 key"))?;
+            let signature = p256::ecdsa::DerSignature::from_bytes(signature)
+                .map_err(|_| anyhow!("bad DER signature"))?;
+            key.verify(message, &signature)
+                .map_err(|_| anyhow!("ES256 signature does not verify"))
+        }
+        Some(-8) => {
+            let x: [u8; 32] = coordinate(-2)?
+                .try_into()
+                .map_err(|_| anyhow!("bad Ed25519 key"))?;
+            let key = ed25519_dalek::VerifyingKey::from_bytes(&x)
+                .map_err(|_| anyhow!("bad Ed25519 key"))?;
+            let signature = ed25519_dalek::Signature::from_slice(signature)
+                .map_err(|_| anyhow!("bad Ed25519 signature"))?;
+            key.verify_strict(message, &signature)
+                .map_err(|_| anyhow!("EdDSA signature does not verify"))
+        }
+        other => bail!("unsupported algorithm {other:?}"),
+    }
+}
