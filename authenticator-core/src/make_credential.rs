@@ -63,13 +63,19 @@ impl<P: Platform> Authenticator<P> {
             })
         });
         if excluded {
-            self.ask_user(
-                PresenceKind::UserPresence,
-                PresencePurpose::MakeCredential,
-                Some(request.rp_id),
-            )
-            .await?;
-            return Err(StatusCode::CredentialExcluded);
+            // "Regardless of whether user presence is obtained or the authenticator times
+            // out": only a host cancel ends it differently.
+            let presence = self
+                .ask_user(
+                    PresenceKind::UserPresence,
+                    PresencePurpose::MakeCredential,
+                    Some(request.rp_id),
+                )
+                .await;
+            return Err(match presence {
+                Err(StatusCode::KeepaliveCancel) => StatusCode::KeepaliveCancel,
+                _ => StatusCode::CredentialExcluded,
+            });
         }
 
         // Step 13: refuse early when a discoverable credential would not fit, unless it

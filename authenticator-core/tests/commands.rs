@@ -269,13 +269,18 @@ fn excluded_credential_is_reported_after_presence() {
 }
 
 #[test]
-fn excluded_credential_with_presence_denied() {
+fn excluded_credential_whatever_the_presence_outcome() {
     let mut device = emulator();
     let registered = register(&mut device, make_credential_params("example.com", b"u1", &[ES256]));
     let descriptor = tmap(&[("id", Value::Bytes(registered.credential_id)), ("type", text("public-key"))]);
     let params = with(make_credential_params("example.com", b"u2", &[ES256]), 5, Value::Array(vec![descriptor]));
-    device.platform_mut().presence.push(PresenceOutcome::Denied);
-    assert_eq!(send(&mut device, &request(1, params)).0, status(StatusCode::OperationDenied));
+    for outcome in [PresenceOutcome::Denied, PresenceOutcome::TimedOut] {
+        device.platform_mut().presence.push(outcome);
+        let code = send(&mut device, &request(1, params.clone())).0;
+        assert_eq!(code, status(StatusCode::CredentialExcluded), "{outcome:?}");
+    }
+    device.platform_mut().presence.push(PresenceOutcome::Cancelled);
+    assert_eq!(send(&mut device, &request(1, params)).0, status(StatusCode::KeepaliveCancel));
 }
 
 #[test]
