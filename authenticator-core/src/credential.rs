@@ -99,9 +99,10 @@ impl PrivateKey {
     pub fn generate(algorithm: Algorithm, rng: &mut impl CryptoRng) -> (Self, Value) {
         match algorithm {
             Algorithm::Es256 => {
-                let scalar = p256::NonZeroScalar::generate_from_rng(rng);
+                let mut scalar = p256::NonZeroScalar::generate_from_rng(rng);
                 let public = p256::PublicKey::from_secret_scalar(&scalar);
                 let secret = Zeroizing::new(scalar.to_repr().into());
+                scalar.zeroize();
                 (Self { algorithm, secret }, es256_cose_key(&public))
             }
             Algorithm::EdDsa => {
@@ -118,7 +119,8 @@ impl PrivateKey {
     /// key (a zero or out-of-range P-256 scalar).
     pub fn from_secret(algorithm: Algorithm, secret: &[u8; 32]) -> Option<Self> {
         if algorithm == Algorithm::Es256 {
-            p256::NonZeroScalar::from_repr((*secret).into()).into_option()?;
+            let mut scalar = p256::NonZeroScalar::from_repr((*secret).into()).into_option()?;
+            scalar.zeroize();
         }
         Some(Self { algorithm, secret: Zeroizing::new(*secret) })
     }
@@ -139,7 +141,11 @@ impl PrivateKey {
             Algorithm::Es256 => match p256::NonZeroScalar::from_repr((*self.secret).into())
                 .into_option()
             {
-                Some(scalar) => es256_cose_key(&p256::PublicKey::from_secret_scalar(&scalar)),
+                Some(mut scalar) => {
+                    let key = es256_cose_key(&p256::PublicKey::from_secret_scalar(&scalar));
+                    scalar.zeroize();
+                    key
+                }
                 None => Value::Null,
             },
             Algorithm::EdDsa => eddsa_cose_key(
@@ -157,7 +163,7 @@ impl PrivateKey {
         match self.algorithm {
             Algorithm::Es256 => {
                 use sha2::Digest;
-                let scalar = p256::NonZeroScalar::from_repr((*self.secret).into())
+                let mut scalar = p256::NonZeroScalar::from_repr((*self.secret).into())
                     .into_option()
                     .ok_or(StatusCode::Other)?;
                 let digest = sha2::Sha256::digest(message);
@@ -165,6 +171,7 @@ impl PrivateKey {
                     p256::NistP256,
                     sha2::Sha256,
                 >(&scalar, &digest, &[]);
+                scalar.zeroize();
                 Ok(signature.to_der().as_bytes().to_vec())
             }
             Algorithm::EdDsa => {
