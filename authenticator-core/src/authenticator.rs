@@ -2,8 +2,8 @@
 
 use alloc::vec::Vec;
 
-use sha2::Digest;
 use rand_core::Rng;
+use sha2::Digest;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cbor::{self, Value};
@@ -64,7 +64,12 @@ pub struct Authenticator<P: Platform> {
 impl<P: Platform> Authenticator<P> {
     /// An authenticator with these settings on this platform.
     pub fn new(platform: P, config: Config) -> Self {
-        Self { platform, config, master: None, pending_assertions: None }
+        Self {
+            platform,
+            config,
+            master: None,
+            pending_assertions: None,
+        }
     }
 
     /// The settings.
@@ -121,18 +126,20 @@ impl<P: Platform> Authenticator<P> {
         }
         // Only an authenticatorGetNextAssertion may follow the assertion that set it up.
         let pending = self.pending_assertions.take();
-        let parameters = if parameters.is_empty() { None } else { Some(cbor::decode(parameters)?) };
+        let parameters = if parameters.is_empty() {
+            None
+        } else {
+            Some(cbor::decode(parameters)?)
+        };
         match command {
-            command::MAKE_CREDENTIAL => {
-                self.make_credential(parameters.as_ref().ok_or(StatusCode::MissingParameter)?)
-                    .await
-                    .map(Some)
-            }
-            command::GET_ASSERTION => {
-                self.get_assertion(parameters.as_ref().ok_or(StatusCode::MissingParameter)?)
-                    .await
-                    .map(Some)
-            }
+            command::MAKE_CREDENTIAL => self
+                .make_credential(parameters.as_ref().ok_or(StatusCode::MissingParameter)?)
+                .await
+                .map(Some),
+            command::GET_ASSERTION => self
+                .get_assertion(parameters.as_ref().ok_or(StatusCode::MissingParameter)?)
+                .await
+                .map(Some),
             command::GET_NEXT_ASSERTION => self.get_next_assertion(pending).map(Some),
             command::GET_INFO => self.get_info().map(Some),
             command::RESET => self.reset().await.map(|()| None),
@@ -152,7 +159,12 @@ impl<P: Platform> Authenticator<P> {
         let outcome = self
             .platform
             .presence()
-            .request(PresenceRequest { kind, purpose, rp_id, timeout_ms })
+            .request(PresenceRequest {
+                kind,
+                purpose,
+                rp_id,
+                timeout_ms,
+            })
             .await;
         match outcome {
             PresenceOutcome::Granted => Ok(()),
@@ -218,7 +230,8 @@ impl<P: Platform> Authenticator<P> {
 
     /// authenticatorSelection (CTAP 2.1 §6.9): one user presence test.
     async fn selection(&mut self) -> Result<(), StatusCode> {
-        self.ask_user(PresenceKind::UserPresence, PresencePurpose::Selection, None).await
+        self.ask_user(PresenceKind::UserPresence, PresencePurpose::Selection, None)
+            .await
     }
 
     /// authenticatorReset (CTAP 2.1 §6.6).
@@ -230,7 +243,8 @@ impl<P: Platform> Authenticator<P> {
             return Err(StatusCode::NotAllowed);
         }
         // 2. The user must confirm.
-        self.ask_user(PresenceKind::UserPresence, PresencePurpose::Reset, None).await?;
+        self.ask_user(PresenceKind::UserPresence, PresencePurpose::Reset, None)
+            .await?;
         // 3. Forget every credential and the master key (so every non-discoverable ID dies
         //    too); a new master key is made on next use.
         self.platform.store().commit(&[Write::Clear])?;
@@ -242,7 +256,10 @@ impl<P: Platform> Authenticator<P> {
     /// How many more discoverable credentials fit.
     pub(crate) fn remaining_discoverable(&mut self) -> Result<u32, StatusCode> {
         let used = storage::read_u32(self.platform.store(), storage::RESIDENT_COUNT)?;
-        Ok(self.config.max_discoverable_credentials.saturating_sub(used))
+        Ok(self
+            .config
+            .max_discoverable_credentials
+            .saturating_sub(used))
     }
 }
 

@@ -91,7 +91,11 @@ impl<'a> Members<'a> {
             return Err(StatusCode::CborUnexpectedType);
         };
         for (index, (key, _)) in entries.iter().enumerate() {
-            if entries.iter().skip(index + 1).any(|(other, _)| other == key) {
+            if entries
+                .iter()
+                .skip(index + 1)
+                .any(|(other, _)| other == key)
+            {
                 return Err(StatusCode::InvalidCbor);
             }
         }
@@ -174,7 +178,10 @@ mod tests {
             Value::Map(entries) => entries.into_iter().map(|(k, _)| k).collect(),
             _ => Vec::new(),
         };
-        assert_eq!(keys, vec![int(1), int(3), int(-1), int(-3), text("alg"), text("sig")]);
+        assert_eq!(
+            keys,
+            vec![int(1), int(3), int(-1), int(-3), text("alg"), text("sig")]
+        );
     }
 
     #[test]

@@ -129,7 +129,10 @@ impl Config {
             max_credential_count_in_list: 16,
             transports: alloc::vec!["usb"],
             firmware_version: 1,
-            algorithms: Algorithms { es256: true, eddsa: true },
+            algorithms: Algorithms {
+                es256: true,
+                eddsa: true,
+            },
             platform_device: false,
         }
     }

@@ -15,9 +15,9 @@
 
 use alloc::vec::Vec;
 
-use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
-use p256::elliptic_curve::{ff::PrimeField, Generate};
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use p256::elliptic_curve::{Generate, ff::PrimeField};
 use rand_core::CryptoRng;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -110,7 +110,13 @@ impl PrivateKey {
                 rng.fill_bytes(seed.as_mut());
                 let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
                 let cose = eddsa_cose_key(&signing.verifying_key());
-                (Self { algorithm, secret: seed }, cose)
+                (
+                    Self {
+                        algorithm,
+                        secret: seed,
+                    },
+                    cose,
+                )
             }
         }
     }
@@ -122,7 +128,10 @@ impl PrivateKey {
             let mut scalar = p256::NonZeroScalar::from_repr((*secret).into()).into_option()?;
             scalar.zeroize();
         }
-        Some(Self { algorithm, secret: Zeroizing::new(*secret) })
+        Some(Self {
+            algorithm,
+            secret: Zeroizing::new(*secret),
+        })
     }
 
     /// The key's algorithm.
@@ -138,19 +147,19 @@ impl PrivateKey {
     /// The COSE_Key public key.
     pub fn public_cose_key(&self) -> Value {
         match self.algorithm {
-            Algorithm::Es256 => match p256::NonZeroScalar::from_repr((*self.secret).into())
-                .into_option()
-            {
-                Some(mut scalar) => {
-                    let key = es256_cose_key(&p256::PublicKey::from_secret_scalar(&scalar));
-                    scalar.zeroize();
-                    key
+            Algorithm::Es256 => {
+                match p256::NonZeroScalar::from_repr((*self.secret).into()).into_option() {
+                    Some(mut scalar) => {
+                        let key = es256_cose_key(&p256::PublicKey::from_secret_scalar(&scalar));
+                        scalar.zeroize();
+                        key
+                    }
+                    None => Value::Null,
                 }
-                None => Value::Null,
-            },
-            Algorithm::EdDsa => eddsa_cose_key(
-                &ed25519_dalek::SigningKey::from_bytes(&self.secret).verifying_key(),
-            ),
+            }
+            Algorithm::EdDsa => {
+                eddsa_cose_key(&ed25519_dalek::SigningKey::from_bytes(&self.secret).verifying_key())
+            }
         }
     }
 
@@ -189,9 +198,9 @@ fn es256_cose_key(public: &p256::PublicKey) -> Value {
     let x = point.x().map(|x| x.to_vec()).unwrap_or_default();
     let y = point.y().map(|y| y.to_vec()).unwrap_or_default();
     cbor::map(alloc::vec![
-        (cbor::int(1), cbor::int(2)),   // kty: EC2
-        (cbor::int(3), cbor::int(-7)),  // alg: ES256
-        (cbor::int(-1), cbor::int(1)),  // crv: P-256
+        (cbor::int(1), cbor::int(2)),  // kty: EC2
+        (cbor::int(3), cbor::int(-7)), // alg: ES256
+        (cbor::int(-1), cbor::int(1)), // crv: P-256
         (cbor::int(-2), Value::Bytes(x)),
         (cbor::int(-3), Value::Bytes(y)),
     ])
@@ -232,7 +241,9 @@ impl core::fmt::Debug for MasterKey {
 impl MasterKey {
     /// Keys the cipher with 32 secret bytes.
     pub fn new(secret: &[u8; 32]) -> Self {
-        Self { cipher: ChaCha20Poly1305::new(&(*secret).into()) }
+        Self {
+            cipher: ChaCha20Poly1305::new(&(*secret).into()),
+        }
     }
 
     /// Seals a credential into a new credential ID bound to `rp_id_hash`.
@@ -247,7 +258,11 @@ impl MasterKey {
         let mut body = Zeroizing::new([0u8; PLAINTEXT_LEN]);
         if let [alg, flags, protect, secret @ ..] = body.as_mut_slice() {
             *alg = credential.key.algorithm.code();
-            *flags = if credential.discoverable { FLAG_DISCOVERABLE } else { 0 };
+            *flags = if credential.discoverable {
+                FLAG_DISCOVERABLE
+            } else {
+                0
+            };
             *protect = credential.cred_protect;
             secret.copy_from_slice(credential.key.expose_secret());
         }
@@ -305,7 +320,11 @@ mod tests {
 
     fn sealed(rng: &mut ChaCha20Rng) -> SealedCredential {
         let (key, _) = PrivateKey::generate(Algorithm::Es256, rng);
-        SealedCredential { key, discoverable: true, cred_protect: 2 }
+        SealedCredential {
+            key,
+            discoverable: true,
+            cred_protect: 2,
+        }
     }
 
     #[test]
@@ -328,7 +347,10 @@ mod tests {
         let credential = sealed(&mut rng);
         let id = master.seal(&mut rng, &[1; 32], &credential).unwrap();
         assert!(master.open(&[2; 32], &id).is_none(), "other RP");
-        assert!(MasterKey::new(&[8; 32]).open(&[1; 32], &id).is_none(), "other device");
+        assert!(
+            MasterKey::new(&[8; 32]).open(&[1; 32], &id).is_none(),
+            "other device"
+        );
         for index in 0..id.len() {
             let mut bad = id.clone();
             bad[index] ^= 0x01;

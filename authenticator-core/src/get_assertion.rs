@@ -2,11 +2,13 @@
 
 use alloc::vec::Vec;
 
-use crate::authenticator::{authenticator_data, flags, rp_id_hash, Authenticator};
+use crate::authenticator::{Authenticator, authenticator_data, flags, rp_id_hash};
 use crate::cbor::{self, Key, Members, Value};
 use crate::config::CounterMode;
 use crate::credential::PrivateKey;
-use crate::platform::{BuiltInUv, Clock, Platform, Presence, PresenceKind, PresencePurpose, Store, Write};
+use crate::platform::{
+    BuiltInUv, Clock, Platform, Presence, PresenceKind, PresencePurpose, Store, Write,
+};
 use crate::request;
 use crate::status::StatusCode;
 use crate::storage::{self, ResidentRecord};
@@ -49,8 +51,7 @@ impl<P: Platform> Authenticator<P> {
         // Parse and validate every member first.
         let members = Members::of(parameters)?;
         let rp_id = cbor::as_text(members.required(Key::Int(key::RP_ID))?)?;
-        let client_data_hash =
-            cbor::as_bytes(members.required(Key::Int(key::CLIENT_DATA_HASH))?)?;
+        let client_data_hash = cbor::as_bytes(members.required(Key::Int(key::CLIENT_DATA_HASH))?)?;
         let allow_list = match members.get(Key::Int(key::ALLOW_LIST)) {
             Some(list) => request::credential_list(list, self.config.max_credential_count_in_list)?,
             None => Vec::new(),
@@ -82,12 +83,20 @@ impl<P: Platform> Authenticator<P> {
         // Step 9–10: user verification or presence, as asked.
         let mut flag_bits = self.backup_flags();
         if uv {
-            self.ask_user(PresenceKind::UserVerification, PresencePurpose::GetAssertion, Some(rp_id))
-                .await?;
+            self.ask_user(
+                PresenceKind::UserVerification,
+                PresencePurpose::GetAssertion,
+                Some(rp_id),
+            )
+            .await?;
             flag_bits |= flags::UV | if up { flags::UP } else { 0 };
         } else if up {
-            self.ask_user(PresenceKind::UserPresence, PresencePurpose::GetAssertion, Some(rp_id))
-                .await?;
+            self.ask_user(
+                PresenceKind::UserPresence,
+                PresencePurpose::GetAssertion,
+                Some(rp_id),
+            )
+            .await?;
             flag_bits |= flags::UP;
         }
 
@@ -95,7 +104,8 @@ impl<P: Platform> Authenticator<P> {
         // authenticatorGetNextAssertion when the RP's credentials were discovered.
         let count = located.len();
         let first = located.remove(0);
-        let mut response = self.sign_assertion(&first, &rp_id_hash, client_data_hash, flag_bits, uv)?;
+        let mut response =
+            self.sign_assertion(&first, &rp_id_hash, client_data_hash, flag_bits, uv)?;
         if allow_list.is_empty() && count > 1 {
             if let Value::Map(entries) = &mut response {
                 entries.push((cbor::int(5), Value::Integer(count.into())));
@@ -153,7 +163,9 @@ impl<P: Platform> Authenticator<P> {
         let master = self.master_key()?;
         if !allow_list.is_empty() {
             for descriptor in allow_list {
-                let Some(sealed) = master.open(rp_id_hash, descriptor.id) else { continue };
+                let Some(sealed) = master.open(rp_id_hash, descriptor.id) else {
+                    continue;
+                };
                 if sealed.cred_protect >= 3 && !uv {
                     continue;
                 }
@@ -167,31 +179,43 @@ impl<P: Platform> Authenticator<P> {
                 } else {
                     None
                 };
-                return Ok(alloc::vec![Located { id: descriptor.id.to_vec(), key: sealed.key, record }]);
+                return Ok(alloc::vec![Located {
+                    id: descriptor.id.to_vec(),
+                    key: sealed.key,
+                    record
+                }]);
             }
             return Ok(Vec::new());
         }
 
         let mut records = Vec::new();
         let mut damaged = false;
-        self.platform.store().scan_prefix(&storage::rp_prefix(rp_id_hash), &mut |_, value| {
-            match ResidentRecord::from_bytes(value) {
-                Ok(record) => records.push(record),
-                Err(_) => damaged = true,
-            }
-            true
-        })?;
+        self.platform
+            .store()
+            .scan_prefix(&storage::rp_prefix(rp_id_hash), &mut |_, value| {
+                match ResidentRecord::from_bytes(value) {
+                    Ok(record) => records.push(record),
+                    Err(_) => damaged = true,
+                }
+                true
+            })?;
         if damaged {
             return Err(StatusCode::Other);
         }
         records.sort_by_key(|record| core::cmp::Reverse(record.sequence));
         let mut located = Vec::with_capacity(records.len());
         for record in records {
-            let Some(sealed) = master.open(rp_id_hash, &record.credential_id) else { continue };
+            let Some(sealed) = master.open(rp_id_hash, &record.credential_id) else {
+                continue;
+            };
             if sealed.cred_protect >= 2 && !uv {
                 continue;
             }
-            located.push(Located { id: record.credential_id.clone(), key: sealed.key, record: Some(record) });
+            located.push(Located {
+                id: record.credential_id.clone(),
+                key: sealed.key,
+                record: Some(record),
+            });
         }
         Ok(located)
     }
@@ -240,7 +264,11 @@ impl<P: Platform> Authenticator<P> {
     }
 
     /// The signature counter value for this assertion, persisted before it is used.
-    fn assertion_count(&mut self, credential: &Located, rp_id_hash: &[u8; 32]) -> Result<u32, StatusCode> {
+    fn assertion_count(
+        &mut self,
+        credential: &Located,
+        rp_id_hash: &[u8; 32],
+    ) -> Result<u32, StatusCode> {
         match (self.config.counter, &credential.record) {
             (CounterMode::PerCredential, Some(record)) => {
                 let mut updated = record.clone();

@@ -21,14 +21,18 @@ impl<P: Platform> Authenticator<P> {
         ];
         let built_in_uv = self.platform.presence().built_in_uv();
         if built_in_uv != BuiltInUv::Unsupported {
-            options.push((cbor::text("uv"), Value::Bool(built_in_uv == BuiltInUv::Configured)));
+            options.push((
+                cbor::text("uv"),
+                Value::Bool(built_in_uv == BuiltInUv::Configured),
+            ));
         }
 
         let config = &self.config;
         let mut algorithms = Vec::new();
-        for (enabled, algorithm) in
-            [(config.algorithms.es256, Algorithm::Es256), (config.algorithms.eddsa, Algorithm::EdDsa)]
-        {
+        for (enabled, algorithm) in [
+            (config.algorithms.es256, Algorithm::Es256),
+            (config.algorithms.eddsa, Algorithm::EdDsa),
+        ] {
             if enabled {
                 algorithms.push(cbor::map(alloc::vec![
                     (cbor::text("alg"), cbor::int(algorithm.cose())),
@@ -51,7 +55,10 @@ impl<P: Platform> Authenticator<P> {
             (cbor::int(0x04), cbor::map(options)),
             (cbor::int(0x05), Value::Integer(max_msg_size.into())),
             (cbor::int(0x07), Value::Integer(max_list.into())),
-            (cbor::int(0x08), cbor::int(i64::try_from(CREDENTIAL_ID_LEN).unwrap_or(i64::MAX))),
+            (
+                cbor::int(0x08),
+                cbor::int(i64::try_from(CREDENTIAL_ID_LEN).unwrap_or(i64::MAX))
+            ),
             (cbor::int(0x09), transports),
             (cbor::int(0x0A), Value::Array(algorithms)),
             (cbor::int(0x0E), Value::Integer(firmware_version.into())),

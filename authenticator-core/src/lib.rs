@@ -34,7 +34,7 @@ mod make_credential;
 mod request;
 pub mod storage;
 
-pub use authenticator::{command, Authenticator};
+pub use authenticator::{Authenticator, command};
 pub use config::{AttestationMode, BatchAttestation, Config, CounterMode};
 
 /// Runs a future to completion on the current thread by polling it in a loop.

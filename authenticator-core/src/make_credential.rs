@@ -3,7 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::authenticator::{authenticator_data, flags, rp_id_hash, Authenticator};
+use crate::authenticator::{Authenticator, authenticator_data, flags, rp_id_hash};
 use crate::cbor::{self, Key, Members, Value};
 use crate::config::{AttestationMode, CounterMode};
 use crate::credential::{Algorithm, PrivateKey, SealedCredential};
@@ -48,7 +48,10 @@ struct Request<'a> {
 }
 
 impl<P: Platform> Authenticator<P> {
-    pub(crate) async fn make_credential(&mut self, parameters: &Value) -> Result<Value, StatusCode> {
+    pub(crate) async fn make_credential(
+        &mut self,
+        parameters: &Value,
+    ) -> Result<Value, StatusCode> {
         let request = self.parse_make_credential(parameters)?;
         let rp_id_hash = rp_id_hash(request.rp_id);
         let master = self.master_key()?;
@@ -56,11 +59,13 @@ impl<P: Platform> Authenticator<P> {
         // Step 11: an excluded credential found ends the ceremony — after a presence test, so
         // a silent probe cannot learn which credentials exist.
         let excluded = request.exclude_list.iter().any(|descriptor| {
-            master.open(&rp_id_hash, descriptor.id).is_some_and(|sealed| {
-                // A credential that needs UV stays invisible without it (credProtect 3).
-                let visible = sealed.cred_protect < 3 || request.uv;
-                visible && self.still_exists(&rp_id_hash, descriptor.id, &sealed)
-            })
+            master
+                .open(&rp_id_hash, descriptor.id)
+                .is_some_and(|sealed| {
+                    // A credential that needs UV stays invisible without it (credProtect 3).
+                    let visible = sealed.cred_protect < 3 || request.uv;
+                    visible && self.still_exists(&rp_id_hash, descriptor.id, &sealed)
+                })
         });
         if excluded {
             // "Regardless of whether user presence is obtained or the authenticator times
@@ -81,20 +86,32 @@ impl<P: Platform> Authenticator<P> {
         // Step 13: refuse early when a discoverable credential would not fit, unless it
         // replaces the account's existing one.
         let user_key = storage::user_key(&rp_id_hash, &request.user.id);
-        let replaced = if request.rk { self.platform.store().get(&user_key)? } else { None };
+        let replaced = if request.rk {
+            self.platform.store().get(&user_key)?
+        } else {
+            None
+        };
         if request.rk && replaced.is_none() && self.remaining_discoverable()? == 0 {
             return Err(StatusCode::KeyStoreFull);
         }
 
         // Step 14: user verification (built-in) or presence. Verification proves presence too.
-        let kind =
-            if request.uv { PresenceKind::UserVerification } else { PresenceKind::UserPresence };
-        self.ask_user(kind, PresencePurpose::MakeCredential, Some(request.rp_id)).await?;
+        let kind = if request.uv {
+            PresenceKind::UserVerification
+        } else {
+            PresenceKind::UserPresence
+        };
+        self.ask_user(kind, PresencePurpose::MakeCredential, Some(request.rp_id))
+            .await?;
 
         // Step 15: the key, sealed into its credential ID.
         let (key, public_key) = PrivateKey::generate(request.algorithm, self.platform.rng());
         let cred_protect = request.cred_protect.unwrap_or(1);
-        let sealed = SealedCredential { key, discoverable: request.rk, cred_protect };
+        let sealed = SealedCredential {
+            key,
+            discoverable: request.rk,
+            cred_protect,
+        };
         let credential_id = master.seal(self.platform.rng(), &rp_id_hash, &sealed)?;
 
         // Step 16: a discoverable credential is stored, replacing the account's previous one.
@@ -121,7 +138,10 @@ impl<P: Platform> Authenticator<P> {
 
         // Step 17–19: authenticator data with attested credential data and extension outputs.
         let extensions = request.cred_protect.map(|level| {
-            cbor::map(alloc::vec![(cbor::text("credProtect"), cbor::int(i64::from(level)))])
+            cbor::map(alloc::vec![(
+                cbor::text("credProtect"),
+                cbor::int(i64::from(level))
+            )])
         });
         let mut flag_bits = flags::UP | flags::AT | self.backup_flags();
         if request.uv {
@@ -139,8 +159,12 @@ impl<P: Platform> Authenticator<P> {
         );
 
         // Step 20: the attestation statement.
-        let (format, statement) =
-            self.attestation_statement(request.format, &sealed.key, &auth_data, request.client_data_hash)?;
+        let (format, statement) = self.attestation_statement(
+            request.format,
+            &sealed.key,
+            &auth_data,
+            request.client_data_hash,
+        )?;
         Ok(cbor::map(alloc::vec![
             (cbor::int(1), cbor::text(format)),
             (cbor::int(2), Value::Bytes(auth_data)),
@@ -148,7 +172,10 @@ impl<P: Platform> Authenticator<P> {
         ]))
     }
 
-    fn parse_make_credential<'a>(&mut self, parameters: &'a Value) -> Result<Request<'a>, StatusCode> {
+    fn parse_make_credential<'a>(
+        &mut self,
+        parameters: &'a Value,
+    ) -> Result<Request<'a>, StatusCode> {
         let members = Members::of(parameters)?;
         let client_data_hash = cbor::as_bytes(members.required(Key::Int(key::CLIENT_DATA_HASH))?)?;
 
@@ -164,7 +191,10 @@ impl<P: Platform> Authenticator<P> {
             return Err(StatusCode::InvalidLength);
         }
         let optional_text = |name| -> Result<Option<String>, StatusCode> {
-            user_members.get(Key::Text(name)).map(|v| cbor::as_text(v).map(truncate_64)).transpose()
+            user_members
+                .get(Key::Text(name))
+                .map(|v| cbor::as_text(v).map(truncate_64))
+                .transpose()
         };
         let user = User {
             id: user_id.to_vec(),
@@ -175,7 +205,8 @@ impl<P: Platform> Authenticator<P> {
             cbor::as_text(icon)?;
         }
 
-        let algorithm = self.choose_algorithm(members.required(Key::Int(key::PUB_KEY_CRED_PARAMS))?)?;
+        let algorithm =
+            self.choose_algorithm(members.required(Key::Int(key::PUB_KEY_CRED_PARAMS))?)?;
 
         let exclude_list = match members.get(Key::Int(key::EXCLUDE_LIST)) {
             Some(list) => request::credential_list(list, self.config.max_credential_count_in_list)?,
@@ -259,7 +290,9 @@ impl<P: Platform> Authenticator<P> {
     ) -> bool {
         !sealed.discoverable
             || matches!(
-                self.platform.store().get(&storage::credential_key(rp_id_hash, credential_id)),
+                self.platform
+                    .store()
+                    .get(&storage::credential_key(rp_id_hash, credential_id)),
                 Ok(Some(_))
             )
     }
@@ -280,7 +313,11 @@ impl<P: Platform> Authenticator<P> {
         let record_key = storage::credential_key(rp_id_hash, &record.credential_id);
         let record_bytes = record.to_bytes();
         let replaced_key = replaced.map(|old_id| storage::credential_key(rp_id_hash, old_id));
-        let new_count = if replaced.is_some() { count } else { count.saturating_add(1) };
+        let new_count = if replaced.is_some() {
+            count
+        } else {
+            count.saturating_add(1)
+        };
         let sequence_bytes = sequence.to_be_bytes();
         let count_bytes = new_count.to_be_bytes();
         let mut batch = Vec::with_capacity(5);
@@ -320,7 +357,10 @@ impl<P: Platform> Authenticator<P> {
                 Ok((
                     "packed",
                     cbor::map(alloc::vec![
-                        (cbor::text("alg"), cbor::int(credential_key.algorithm().cose())),
+                        (
+                            cbor::text("alg"),
+                            cbor::int(credential_key.algorithm().cose())
+                        ),
                         (cbor::text("sig"), Value::Bytes(signature)),
                     ]),
                 ))
@@ -329,7 +369,11 @@ impl<P: Platform> Authenticator<P> {
                 let batch_key = PrivateKey::from_secret(Algorithm::Es256, &batch.private_key)
                     .ok_or(StatusCode::Other)?;
                 let signature = batch_key.sign(&signed())?;
-                let chain = batch.certificates.iter().map(|der| cbor::bytes(der)).collect();
+                let chain = batch
+                    .certificates
+                    .iter()
+                    .map(|der| cbor::bytes(der))
+                    .collect();
                 Ok((
                     "packed",
                     cbor::map(alloc::vec![

@@ -50,7 +50,11 @@ pub(crate) fn options(value: Option<&Value>) -> Result<Options, StatusCode> {
     };
     let members = Members::of(value)?;
     let read = |name| members.get(Key::Text(name)).map(cbor::as_bool).transpose();
-    Ok(Options { rk: read("rk")?, up: read("up")?, uv: read("uv")? })
+    Ok(Options {
+        rk: read("rk")?,
+        up: read("up")?,
+        uv: read("uv")?,
+    })
 }
 
 /// The `extensions` map, checked to be a map with text keys.

@@ -66,9 +66,9 @@ pub(crate) fn non_resident_counter_key(credential_id: &[u8]) -> Vec<u8> {
 pub(crate) fn read_u32(store: &impl Store, key: &[u8]) -> Result<u32, StatusCode> {
     match store.get(key)? {
         None => Ok(0),
-        Some(bytes) => {
-            Ok(u32::from_be_bytes(bytes.as_slice().try_into().map_err(|_| StatusCode::Other)?))
-        }
+        Some(bytes) => Ok(u32::from_be_bytes(
+            bytes.as_slice().try_into().map_err(|_| StatusCode::Other)?,
+        )),
     }
 }
 
@@ -76,9 +76,9 @@ pub(crate) fn read_u32(store: &impl Store, key: &[u8]) -> Result<u32, StatusCode
 pub(crate) fn read_u64(store: &impl Store, key: &[u8]) -> Result<u64, StatusCode> {
     match store.get(key)? {
         None => Ok(0),
-        Some(bytes) => {
-            Ok(u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| StatusCode::Other)?))
-        }
+        Some(bytes) => Ok(u64::from_be_bytes(
+            bytes.as_slice().try_into().map_err(|_| StatusCode::Other)?,
+        )),
     }
 }
 
@@ -142,7 +142,9 @@ impl ResidentRecord {
         let user_value = members.required(Key::Int(3))?;
         let user = Members::of(user_value)?;
         let optional_text = |key| -> Result<Option<String>, StatusCode> {
-            user.get(Key::Text(key)).map(|v| cbor::as_text(v).map(String::from)).transpose()
+            user.get(Key::Text(key))
+                .map(|v| cbor::as_text(v).map(String::from))
+                .transpose()
         };
         Ok(Self {
             credential_id: cbor::as_bytes(members.required(Key::Int(1))?)?.to_vec(),
@@ -185,9 +187,16 @@ mod tests {
         //  4: 7, 5: 3}
         let expected = "a600010144abababab026b6578616d706c652e636f6d03a262696442010264\
                         6e616d6565616c69636504070503";
-        let hex: String = sample().to_bytes().iter().map(|b| alloc::format!("{b:02x}")).collect();
+        let hex: String = sample()
+            .to_bytes()
+            .iter()
+            .map(|b| alloc::format!("{b:02x}"))
+            .collect();
         assert_eq!(hex, expected);
-        assert_eq!(ResidentRecord::from_bytes(&sample().to_bytes()), Ok(sample()));
+        assert_eq!(
+            ResidentRecord::from_bytes(&sample().to_bytes()),
+            Ok(sample())
+        );
     }
 
     #[test]

@@ -97,7 +97,10 @@ pub fn member<'a>(value: &'a Value, key: i64) -> Option<&'a Value> {
 
 pub fn text_member<'a>(value: &'a Value, key: &str) -> Option<&'a Value> {
     match value {
-        Value::Map(entries) => entries.iter().find(|(k, _)| *k == text(key)).map(|(_, v)| v),
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| *k == text(key))
+            .map(|(_, v)| v),
         _ => None,
     }
 }
@@ -144,7 +147,15 @@ pub fn parse_auth_data(data: &[u8]) -> AuthData {
         rest = reader;
     }
     assert!(rest.is_empty(), "trailing bytes in authData");
-    AuthData { rp_id_hash, flags, sign_count, aaguid, credential_id, public_key, extensions }
+    AuthData {
+        rp_id_hash,
+        flags,
+        sign_count,
+        aaguid,
+        credential_id,
+        public_key,
+        extensions,
+    }
 }
 
 /// Verifies `signature` over `message` with a COSE public key, using RustCrypto's verifiers.
@@ -169,7 +180,8 @@ pub fn verify(cose_key: &Value, message: &[u8], signature: &[u8]) {
             let x: [u8; 32] = bytes_of(member(cose_key, -2).unwrap()).try_into().unwrap();
             let key = ed25519_dalek::VerifyingKey::from_bytes(&x).unwrap();
             let sig = ed25519_dalek::Signature::from_slice(signature).unwrap();
-            key.verify_strict(message, &sig).expect("EdDSA signature verifies");
+            key.verify_strict(message, &sig)
+                .expect("EdDSA signature verifies");
         }
         other => panic!("unexpected alg {other}"),
     }
@@ -194,24 +206,44 @@ pub fn register(device: &mut Device, params: Vec<(Value, Value)>) -> Registered 
     let statement = member(&body, 3).unwrap();
     if member(&body, 1) == Some(&text("packed")) {
         let mut message = auth_data_bytes.clone();
-        let cdh = params.iter().find(|(k, _)| *k == int(1)).map(|(_, v)| bytes_of(v)).unwrap();
+        let cdh = params
+            .iter()
+            .find(|(k, _)| *k == int(1))
+            .map(|(_, v)| bytes_of(v))
+            .unwrap();
         message.extend(cdh);
         if text_member(statement, "x5c").is_none() {
-            verify(&public_key, &message, &bytes_of(text_member(statement, "sig").unwrap()));
+            verify(
+                &public_key,
+                &message,
+                &bytes_of(text_member(statement, "sig").unwrap()),
+            );
         }
     }
-    Registered { credential_id: auth_data.credential_id.clone().unwrap(), public_key, auth_data }
+    Registered {
+        credential_id: auth_data.credential_id.clone().unwrap(),
+        public_key,
+        auth_data,
+    }
 }
 
 pub fn get_assertion_params(rp_id: &str, allow: &[&[u8]]) -> Vec<(Value, Value)> {
-    let mut params = vec![entry(1, text(rp_id)), entry(2, Value::Bytes(client_data_hash(2)))];
+    let mut params = vec![
+        entry(1, text(rp_id)),
+        entry(2, Value::Bytes(client_data_hash(2))),
+    ];
     if !allow.is_empty() {
         params.push(entry(
             3,
             Value::Array(
                 allow
                     .iter()
-                    .map(|id| tmap(&[("id", Value::Bytes(id.to_vec())), ("type", text("public-key"))]))
+                    .map(|id| {
+                        tmap(&[
+                            ("id", Value::Bytes(id.to_vec())),
+                            ("type", text("public-key")),
+                        ])
+                    })
                     .collect(),
             ),
         ));
