@@ -46,6 +46,9 @@ pub struct PresenceCall {
     pub rp_id: Option<alloc::string::String>,
 }
 
+/// How many presence requests [`ScriptedPresence`] remembers.
+pub const MAX_RECORDED_CALLS: usize = 4096;
+
 /// Presence answered from a script: queued outcomes first, then a default.
 #[derive(Debug)]
 pub struct ScriptedPresence {
@@ -54,7 +57,7 @@ pub struct ScriptedPresence {
     pub default: PresenceOutcome,
     /// The state of the emulated built-in user verification.
     pub built_in_uv: BuiltInUv,
-    /// Every request made, oldest first.
+    /// The requests made, oldest first (the most recent [`MAX_RECORDED_CALLS`]).
     pub calls: Vec<PresenceCall>,
 }
 
@@ -78,6 +81,10 @@ impl ScriptedPresence {
 
 impl Presence for ScriptedPresence {
     async fn request(&mut self, request: PresenceRequest<'_>) -> PresenceOutcome {
+        // Keep the record bounded for long-running emulators: drop the older half.
+        if self.calls.len() >= MAX_RECORDED_CALLS {
+            self.calls.drain(..MAX_RECORDED_CALLS / 2);
+        }
         self.calls.push(PresenceCall {
             kind: request.kind,
             purpose: request.purpose,

@@ -204,7 +204,7 @@ fn make_credential_missing_and_mistyped_parameters() {
     let base = || make_credential_params("example.com", b"u1", &[ES256]);
     let missing = StatusCode::MissingParameter;
     let mistyped = StatusCode::CborUnexpectedType;
-    let cases: Vec<(&str, Vec<(Value, Value)>, StatusCode)> = vec![
+    let cases: Vec<(&str, Params, StatusCode)> = vec![
         ("no clientDataHash", without(base(), 1), missing),
         ("no rp", without(base(), 2), missing),
         ("no user", without(base(), 3), missing),

@@ -6,7 +6,9 @@ use authenticator_core::cbor;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(value) = cbor::decode(data) else { return };
+    let Ok(value) = cbor::decode(data) else {
+        return;
+    };
     let mut encoded = Vec::new();
     cbor::encode(&value, &mut encoded);
     assert!(!encoded.is_empty(), "a decoded value encoded to nothing");

@@ -27,17 +27,19 @@ const SEED: u64 = 0x0F1D_0F1D;
 
 /// Every status byte `StatusCode::to_byte` can produce.
 const KNOWN_STATUS: &[u8] = &[
-    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0A, 0x0B, 0x11, 0x12, 0x14, 0x15, 0x17, 0x18,
-    0x19, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x2A, 0x2B, 0x2C, 0x2D, 0x2E, 0x2F,
-    0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x39, 0x3A, 0x3B, 0x3C, 0x3D, 0x3E, 0x3F,
-    0x40, 0x7F,
+    0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x0A, 0x0B, 0x11, 0x12, 0x14, 0x15, 0x17, 0x18, 0x19,
+    0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x2A, 0x2B, 0x2C, 0x2D, 0x2E, 0x2F, 0x30, 0x31,
+    0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x39, 0x3A, 0x3B, 0x3C, 0x3D, 0x3E, 0x3F, 0x40, 0x7F,
 ];
 
 fn split(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = Some(data);
     core::iter::from_fn(move || {
         let current = rest?;
-        match current.windows(DELIMITER.len()).position(|w| w == DELIMITER) {
+        match current
+            .windows(DELIMITER.len())
+            .position(|w| w == DELIMITER)
+        {
             Some(at) => {
                 rest = Some(&current[at + DELIMITER.len()..]);
                 Some(&current[..at])
@@ -77,9 +79,15 @@ fn check_response(request: &[u8], response: &[u8]) {
     let Some((&status, body)) = response.split_first() else {
         panic!("empty response to {request:02x?}");
     };
-    assert!(KNOWN_STATUS.contains(&status), "unknown status {status:#04x} for {request:02x?}");
+    assert!(
+        KNOWN_STATUS.contains(&status),
+        "unknown status {status:#04x} for {request:02x?}"
+    );
     if status != 0x00 {
-        assert!(body.is_empty(), "error {status:#04x} with a body for {request:02x?}");
+        assert!(
+            body.is_empty(),
+            "error {status:#04x} with a body for {request:02x?}"
+        );
         return;
     }
     if body.is_empty() {
@@ -89,7 +97,11 @@ fn check_response(request: &[u8], response: &[u8]) {
         Ok(value) => value,
         Err(error) => panic!("undecodable success body ({error}) for {request:02x?}: {body:02x?}"),
     };
-    assert_eq!(cbor::to_vec(&value), body, "non-minimal CBOR encoding in response");
+    assert_eq!(
+        cbor::to_vec(&value),
+        body,
+        "non-minimal CBOR encoding in response"
+    );
     assert_canonical_order(&value);
 }
 

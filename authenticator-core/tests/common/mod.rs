@@ -74,6 +74,9 @@ pub fn without(mut params: Vec<(Value, Value)>, key: i64) -> Vec<(Value, Value)>
     params
 }
 
+/// A request's members.
+pub type Params = Vec<(Value, Value)>;
+
 pub fn request(command: u8, params: Vec<(Value, Value)>) -> Vec<u8> {
     let mut bytes = vec![command];
     bytes.extend(cbor::to_vec(&Value::Map(params)));
@@ -88,7 +91,7 @@ pub fn send(device: &mut Device, bytes: &[u8]) -> (u8, Option<Value>) {
     (status, body)
 }
 
-pub fn member<'a>(value: &'a Value, key: i64) -> Option<&'a Value> {
+pub fn member(value: &Value, key: i64) -> Option<&Value> {
     match value {
         Value::Map(entries) => entries.iter().find(|(k, _)| *k == int(key)).map(|(_, v)| v),
         _ => None,
