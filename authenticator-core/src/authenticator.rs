@@ -59,16 +59,21 @@ pub struct Authenticator<P: Platform> {
     pub(crate) master: Option<MasterKey>,
     /// Credentials left for authenticatorGetNextAssertion.
     pub(crate) pending_assertions: Option<crate::get_assertion::PendingAssertions>,
+    /// When the device last powered up, on the platform clock (the reset window counts from
+    /// here).
+    pub(crate) powered_up_ms: u64,
 }
 
 impl<P: Platform> Authenticator<P> {
     /// An authenticator with these settings on this platform.
     pub fn new(platform: P, config: Config) -> Self {
+        let powered_up_ms = platform.clock().now_ms();
         Self {
             platform,
             config,
             master: None,
             pending_assertions: None,
+            powered_up_ms,
         }
     }
 
@@ -98,9 +103,10 @@ impl<P: Platform> Authenticator<P> {
     }
 
     /// Forgets the state a power cycle loses (the pending getNextAssertion), keeping
-    /// credentials.
+    /// credentials, and opens a new reset window.
     pub fn power_cycle(&mut self) {
         self.pending_assertions = None;
+        self.powered_up_ms = self.platform.clock().now_ms();
     }
 
     /// Processes one CTAP2 request — the command byte, then its CBOR parameters — and returns
@@ -238,7 +244,12 @@ impl<P: Platform> Authenticator<P> {
     async fn reset(&mut self) -> Result<(), StatusCode> {
         // 1. Only within the window after power-up (emulators may lift the window).
         if let Some(window) = self.config.reset_window_ms
-            && self.platform.clock().now_ms() > window
+            && self
+                .platform
+                .clock()
+                .now_ms()
+                .saturating_sub(self.powered_up_ms)
+                > window
         {
             return Err(StatusCode::NotAllowed);
         }

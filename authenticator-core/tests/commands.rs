@@ -1060,6 +1060,13 @@ fn reset_outside_window_and_refusals() {
         send(&mut device, &[0x07]).0,
         status(StatusCode::UserActionTimeout)
     );
+    // A power cycle opens a new window.
+    let mut device = device_with(Config::security_key());
+    device.platform().clock.advance(60_000);
+    assert_eq!(send(&mut device, &[0x07]).0, status(StatusCode::NotAllowed));
+    device.power_cycle();
+    device.platform().clock.advance(9_000);
+    assert_eq!(send(&mut device, &[0x07]).0, 0);
     // Emulators may lift the window.
     let mut device = emulator();
     device.platform().clock.advance(3_600_000);
