@@ -93,3 +93,15 @@ pub fn load_batch(dir: &Path) -> Result<authenticator_core::BatchAttestation> {
         certificates: provisioned.attestation_chain(),
     })
 }
+
+/// Parses an attestation choice: `self`, `none` or `batch:DIR`.
+pub fn mode(choice: &str) -> Result<authenticator_core::AttestationMode> {
+    Ok(match choice {
+        "self" => authenticator_core::AttestationMode::SelfAttestation,
+        "none" => authenticator_core::AttestationMode::None,
+        other => match other.strip_prefix("batch:") {
+            Some(dir) => authenticator_core::AttestationMode::Batch(load_batch(dir.as_ref())?),
+            None => bail!("unknown attestation {other:?}: use self, none or batch:DIR"),
+        },
+    })
+}

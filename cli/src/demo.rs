@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use authenticator_core::{AttestationMode, Authenticator, Config, MemoryStore, Platform, Store};
 use base64::Engine;
 use clap::{Args, ValueEnum};
@@ -94,15 +94,10 @@ fn attestation(choice: Option<&str>, rng: &mut ChaCha20Rng) -> Result<Attestatio
                 root_pem: Some(pem("CERTIFICATE", provisioned.ca_cert_der())),
             }
         }
-        Some(other) => match other.strip_prefix("batch:") {
-            Some(dir) => Attestation {
-                mode: Some(AttestationMode::Batch(crate::attestation::load_batch(
-                    dir.as_ref(),
-                )?)),
-                label: format!("packed, batch certificate from {dir}"),
-                root_pem: None,
-            },
-            None => bail!("unknown attestation {other:?}: use self, none, batch or batch:DIR"),
+        Some(other) => Attestation {
+            mode: Some(crate::attestation::mode(other)?),
+            label: other.to_owned(),
+            root_pem: None,
         },
     })
 }

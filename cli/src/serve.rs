@@ -1,0 +1,124 @@
+//! `fidelio serve` and `fidelio power-cycle`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use fidelio_daemon::presence::PresenceMode;
+use fidelio_daemon::{ServeOptions, StateLocation};
+
+use crate::Profile;
+
+/// The UDP lane's default address, where CTAP test suites look for a simulator.
+pub const DEFAULT_UDP: &str = "127.0.0.1:8111";
+/// The control interface's default address.
+pub const DEFAULT_CONTROL: &str = "127.0.0.1:8112";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// State file holding the credentials (created if missing; locked while served).
+    /// Default: $XDG_DATA_HOME/fidelio/default.redb (~/.local/share/fidelio/default.redb).
+    #[arg(long, conflicts_with = "ephemeral")]
+    state: Option<PathBuf>,
+    /// Keep credentials in memory only; they are gone when the daemon stops.
+    #[arg(long)]
+    ephemeral: bool,
+    /// Address of the UDP lane (one 64-byte CTAPHID report per datagram).
+    #[arg(long, default_value = DEFAULT_UDP)]
+    udp: SocketAddr,
+    /// Address of the loopback control interface (JSON lines: status, power-cycle).
+    #[arg(long, default_value = DEFAULT_CONTROL)]
+    control: SocketAddr,
+    /// How user presence is answered: auto (always consent), deny (always refuse), prompt
+    /// (ask on this terminal; no answer within 30 s is a timeout).
+    #[arg(long, default_value = "auto")]
+    presence: PresenceMode,
+    /// Seed every random value (keys, credential IDs, channel IDs): reproducible sessions.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Device profile.
+    #[arg(long, value_enum, default_value_t = Profile::SecurityKey)]
+    profile: Profile,
+    /// Attestation: self, none or batch:DIR (from `fidelio attestation init DIR`).
+    /// Default: the profile's.
+    #[arg(long)]
+    attestation: Option<String>,
+    /// Accept authenticatorReset at any time, not only within 10 s of start (power-up).
+    #[arg(long)]
+    reset_anytime: bool,
+    /// Log every CTAP request and response, decoded (command names, CBOR diagnostic
+    /// notation, secrets redacted).
+    #[arg(long)]
+    log_ctap: bool,
+}
+
+/// Runs the daemon.
+pub fn run(args: &ServeArgs) -> Result<()> {
+    init_logging();
+    let mut config = args.profile.config();
+    if let Some(choice) = &args.attestation {
+        config.attestation = crate::attestation::mode(choice)?;
+    }
+    if args.reset_anytime {
+        config.reset_window_ms = None;
+    }
+    let state = if args.ephemeral {
+        StateLocation::Ephemeral
+    } else {
+        StateLocation::File(
+            args.state
+                .clone()
+                .unwrap_or_else(fidelio_daemon::default_state_path),
+        )
+    };
+    let options = ServeOptions {
+        config,
+        state,
+        udp: args.udp,
+        control: Some(args.control),
+        presence: args.presence,
+        seed: args.seed,
+        log_ctap: args.log_ctap,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(
+        &runtime,
+        fidelio_daemon::serve(options, |address| {
+            eprintln!(
+                "fidelio: serving a virtual FIDO2 authenticator on udp:{address} (Ctrl-C stops)"
+            );
+        }),
+    )?;
+    Ok(())
+}
+
+/// `fidelio power-cycle`: asks a running daemon to power-cycle its device.
+pub fn power_cycle(control: SocketAddr) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let answer = runtime
+        .block_on(fidelio_daemon::control::call(control, "power-cycle"))
+        .with_context(|| format!("cannot reach the daemon's control interface on {control}"))?;
+    if answer.get("ok").and_then(serde_json::Value::as_bool) != Some(true) {
+        bail!("the daemon refused: {answer}");
+    }
+    println!("power-cycled: channels and transient state cleared, credentials kept");
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIDELIO_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}

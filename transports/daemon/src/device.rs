@@ -1,0 +1,235 @@
+//! One virtual device: the authenticator core behind a CTAPHID channel table, fed packets by
+//! any number of lanes, answering control commands.
+//!
+//! Everything runs on one thread (a `LocalSet`): the core is `!Send` by design and needs no
+//! locks. The loop owns the [`CtapHid`] state; the authenticator moves into the future that
+//! processes a request and comes back with the response, so packets keep flowing — KEEPALIVE
+//! every 100 ms, CHANNEL_BUSY for other channels, CANCEL — while the core waits for the user.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use authenticator_core::{Authenticator, Platform};
+use fidelio_ctaphid::{BROADCAST_CHANNEL, CtapHid, KeepaliveStatus, PACKET_SIZE, RequestKind};
+use serde_json::{Value as Json, json};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ctap_log;
+use crate::presence::PresenceSignals;
+
+/// Where a packet came from, and so where its answers go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Peer {
+    /// A UDP client.
+    Udp(SocketAddr),
+}
+
+/// A packet from a lane.
+#[derive(Debug, Clone, Copy)]
+pub struct Inbound {
+    /// One CTAPHID report (no report ID).
+    pub packet: [u8; PACKET_SIZE],
+    /// Its sender.
+    pub from: Peer,
+}
+
+/// How the device hands packets back to the lanes.
+pub trait Outbound {
+    /// Sends one report to a peer; failures are the lane's to log.
+    fn send(&self, to: &Peer, packet: &[u8; PACKET_SIZE]);
+}
+
+/// Commands of the control interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlCommand {
+    /// What the device is doing.
+    Status,
+    /// A power cycle: channels and transient state are lost, credentials kept.
+    PowerCycle,
+}
+
+/// A control command with the channel for its JSON answer.
+pub type ControlRequest = (ControlCommand, oneshot::Sender<Json>);
+
+type Processing<P> = Pin<Box<dyn Future<Output = (Authenticator<P>, Vec<u8>)>>>;
+
+/// Settings of the device loop.
+#[derive(Debug, Clone)]
+pub struct DeviceOptions {
+    /// Log every CTAP request and response decoded.
+    pub log_ctap: bool,
+    /// Seed of the channel-ID generator.
+    pub channel_seed: u64,
+    /// The CTAPHID settings.
+    pub ctaphid: fidelio_ctaphid::Config,
+}
+
+/// Runs the device until `inbound` closes or `shutdown` resolves. A request in progress at
+/// shutdown is abandoned: the core commits each change atomically, so nothing committed is
+/// lost and nothing half-done is kept.
+pub async fn run<P: Platform + 'static>(
+    authenticator: Authenticator<P>,
+    signals: Rc<PresenceSignals>,
+    options: DeviceOptions,
+    mut inbound: mpsc::Receiver<Inbound>,
+    mut control: mpsc::Receiver<ControlRequest>,
+    outbound: Rc<dyn Outbound>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let started = Instant::now();
+    let now = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut hid = CtapHid::new(options.ctaphid.clone(), options.channel_seed);
+    let mut routes: HashMap<u32, Peer> = HashMap::new();
+    let mut idle: Option<Authenticator<P>> = Some(authenticator);
+    let mut processing: Option<Processing<P>> = None;
+    let mut current_command = 0u8;
+    let mut deferred: Vec<ControlRequest> = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        // Start the next complete request when the core is free.
+        if processing.is_none()
+            && let Some(mut authenticator) = idle.take()
+        {
+            match hid.take_request() {
+                Some(request) => {
+                    signals.clear();
+                    current_command = request.payload.first().copied().unwrap_or(0);
+                    if options.log_ctap {
+                        tracing::info!(target: "ctap", channel = format_args!("{:08x}", request.channel), "→ {}", ctap_log::describe_request(&request.payload));
+                    }
+                    let payload = request.payload;
+                    let kind = request.kind;
+                    processing = Some(Box::pin(async move {
+                        let response = match kind {
+                            RequestKind::Cbor => authenticator.process(&payload).await,
+                            // U2F is not offered (NMSG), so MSG never reaches here.
+                            RequestKind::Msg => vec![0x6D, 0x00],
+                        };
+                        (authenticator, response)
+                    }));
+                }
+                None => idle = Some(authenticator),
+            }
+        }
+        flush(&mut hid, &routes, outbound.as_ref());
+
+        tokio::select! {
+            packet = inbound.recv() => {
+                let Some(packet) = packet else { break };
+                remember_route(&mut routes, &packet);
+                hid.handle_packet(&packet.packet, now());
+                if hid.cancel_requested() {
+                    signals.cancel();
+                }
+                // Immediate answers (INIT, PING, errors) go back to the sender.
+                while let Some(out) = hid.next_outgoing() {
+                    learn_allocated_channel(&mut routes, &out, packet.from);
+                    outbound.send(&packet.from, &out);
+                }
+            }
+            (authenticator, response) = wait(&mut processing) => {
+                processing = None;
+                if options.log_ctap {
+                    tracing::info!(target: "ctap", "← {}", ctap_log::describe_response(current_command, &response));
+                }
+                hid.respond(&response, now());
+                idle = Some(authenticator);
+                for (command, reply) in deferred.drain(..) {
+                    let answer = control_command(&command, &mut idle, &mut hid, &mut routes);
+                    let _ = reply.send(answer);
+                }
+            }
+            _ = tick.tick() => {
+                let status = if signals.waiting_for_user() { KeepaliveStatus::UpNeeded } else { KeepaliveStatus::Processing };
+                hid.set_keepalive_status(status);
+                hid.poll(now());
+                while let Some(event) = hid.take_event() {
+                    tracing::info!("CTAPHID event: {event:?}");
+                }
+            }
+            request = control.recv() => {
+                let Some((command, reply)) = request else { continue };
+                if idle.is_none() && command == ControlCommand::PowerCycle {
+                    // Power goes away mid-command: the host sees the command cancelled.
+                    signals.cancel();
+                    deferred.push((command, reply));
+                } else {
+                    let answer = control_command(&command, &mut idle, &mut hid, &mut routes);
+                    let _ = reply.send(answer);
+                }
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!("device stopped");
+}
+
+fn control_command<P: Platform>(
+    command: &ControlCommand,
+    idle: &mut Option<Authenticator<P>>,
+    hid: &mut CtapHid,
+    routes: &mut HashMap<u32, Peer>,
+) -> Json {
+    match command {
+        ControlCommand::Status => json!({
+            "ok": true,
+            "busy": idle.is_none(),
+            "channels": routes.len(),
+        }),
+        ControlCommand::PowerCycle => {
+            if let Some(authenticator) = idle.as_mut() {
+                authenticator.power_cycle();
+            }
+            hid.reset();
+            routes.clear();
+            tracing::info!("power cycle: channels and transient state cleared, credentials kept");
+            json!({"ok": true, "power_cycled": true})
+        }
+    }
+}
+
+async fn wait<P: Platform>(processing: &mut Option<Processing<P>>) -> (Authenticator<P>, Vec<u8>) {
+    match processing {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn channel_of(packet: &[u8; PACKET_SIZE]) -> u32 {
+    u32::from_be_bytes([packet[0], packet[1], packet[2], packet[3]])
+}
+
+fn remember_route(routes: &mut HashMap<u32, Peer>, inbound: &Inbound) {
+    let channel = channel_of(&inbound.packet);
+    if channel != BROADCAST_CHANNEL && channel != 0 && routes.contains_key(&channel) {
+        routes.insert(channel, inbound.from);
+    }
+}
+
+/// An INIT answer on the broadcast channel carries a newly allocated channel: its answers go
+/// to whoever asked.
+fn learn_allocated_channel(routes: &mut HashMap<u32, Peer>, out: &[u8; PACKET_SIZE], to: Peer) {
+    if channel_of(out) == BROADCAST_CHANNEL && out[4] == (fidelio_ctaphid::command::INIT | 0x80) {
+        let allocated = u32::from_be_bytes([out[15], out[16], out[17], out[18]]);
+        routes.insert(allocated, to);
+    }
+}
+
+fn flush(hid: &mut CtapHid, routes: &HashMap<u32, Peer>, outbound: &dyn Outbound) {
+    while let Some(out) = hid.next_outgoing() {
+        match routes.get(&channel_of(&out)) {
+            Some(peer) => outbound.send(peer, &out),
+            None => tracing::debug!(
+                "dropping a report for channel {:08x} with no peer",
+                channel_of(&out)
+            ),
+        }
+    }
+}

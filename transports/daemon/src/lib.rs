@@ -1,0 +1,232 @@
+//! Fidelio's virtual authenticator daemon: the core behind CTAPHID, reachable through lanes
+//! (UDP today), with a loopback control interface and decoded CTAP logging.
+//!
+//! ```text
+//!   UDP 127.0.0.1:8111 ──packets──▶ device loop (CtapHid + Authenticator) ──packets──▶ UDP
+//!   control 127.0.0.1:8112 (JSON lines) ──▶ status, power-cycle
+//! ```
+
+pub mod control;
+pub mod ctap_log;
+pub mod device;
+pub mod presence;
+pub mod udp;
+
+use std::io::{BufRead, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use authenticator_core::{Authenticator, Config, MemoryStore, Store};
+use fidelio_host::{HostPlatform, RedbStore};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use tokio::sync::mpsc;
+
+use crate::device::DeviceOptions;
+use crate::presence::{DaemonPresence, PresenceMode, PresenceSignals, PromptQuestion};
+
+/// Where the daemon keeps its credentials.
+#[derive(Debug, Clone)]
+pub enum StateLocation {
+    /// A state file (created if missing, locked while in use).
+    File(PathBuf),
+    /// Memory only: everything is forgotten at exit.
+    Ephemeral,
+}
+
+/// Everything `fidelio serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The authenticator's settings.
+    pub config: Config,
+    /// Where credentials live.
+    pub state: StateLocation,
+    /// The UDP lane's address.
+    pub udp: SocketAddr,
+    /// The control interface's address (`None`: no control interface).
+    pub control: Option<SocketAddr>,
+    /// How presence is answered.
+    pub presence: PresenceMode,
+    /// A seed makes every random value reproducible.
+    pub seed: Option<u64>,
+    /// Log every request and response decoded.
+    pub log_ctap: bool,
+}
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The state file could not be opened (locked, corrupt, newer format…).
+    State(fidelio_host::OpenError),
+    /// A lane could not bind.
+    Bind(udp::BindError),
+    /// The control interface could not bind.
+    Control(SocketAddr, std::io::Error),
+    /// Signal handlers could not be installed.
+    Signals(std::io::Error),
+}
+
+impl std::fmt::Display for ServeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServeError::State(error) => write!(f, "{error}"),
+            ServeError::Bind(error) => write!(f, "{error}"),
+            ServeError::Control(address, error) => {
+                write!(
+                    f,
+                    "cannot listen for control connections on {address}: {error}"
+                )
+            }
+            ServeError::Signals(error) => write!(f, "cannot install signal handlers: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+/// The default state file: `$XDG_DATA_HOME/fidelio/default.redb`, or
+/// `~/.local/share/fidelio/default.redb`.
+pub fn default_state_path() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("fidelio").join("default.redb")
+}
+
+/// Runs the daemon until SIGINT or SIGTERM. Must be called inside a `tokio::task::LocalSet`
+/// on a current-thread runtime. `ready` is called with the bound UDP address once packets are
+/// being served.
+pub async fn serve(
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+) -> Result<(), ServeError> {
+    let shutdown = shutdown_signal().map_err(ServeError::Signals)?;
+    serve_until(options, ready, shutdown).await
+}
+
+/// Runs the daemon until `shutdown` resolves (for embedding in tests and tools; installs no
+/// signal handlers).
+pub async fn serve_until(
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    match &options.state {
+        StateLocation::File(path) => {
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let store = RedbStore::open(path).map_err(ServeError::State)?;
+            tracing::info!("state: {}", path.display());
+            serve_with(store, options, ready, shutdown).await
+        }
+        StateLocation::Ephemeral => {
+            tracing::info!("state: in memory (forgotten at exit)");
+            serve_with(MemoryStore::new(), options, ready, shutdown).await
+        }
+    }
+}
+
+async fn serve_with<S: Store + 'static>(
+    store: S,
+    options: ServeOptions,
+    ready: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let mut rng = match options.seed {
+        Some(seed) => ChaCha20Rng::seed_from_u64(seed),
+        None => ChaCha20Rng::from_rng(&mut fidelio_host::OsRng),
+    };
+    let channel_seed = rand_core::Rng::next_u64(&mut rng);
+
+    let signals = Rc::new(PresenceSignals::default());
+    let prompts = (options.presence == PresenceMode::Prompt).then(start_prompt_thread);
+    let presence = DaemonPresence::new(options.presence, signals.clone(), prompts);
+    let max_msg_size = options.config.max_msg_size;
+    let authenticator = Authenticator::new(
+        HostPlatform::new(rng, store, presence),
+        options.config.clone(),
+    );
+
+    let lane = udp::UdpLane::bind(options.udp)
+        .await
+        .map_err(ServeError::Bind)?;
+    let udp_address = lane.local_addr().unwrap_or(options.udp);
+    let (inbound_tx, inbound_rx) = mpsc::channel(256);
+    let (control_tx, control_rx) = mpsc::channel(16);
+    if let Some(address) = options.control {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|error| ServeError::Control(address, error))?;
+        tracing::info!("control interface on {address}");
+        tokio::task::spawn_local(control::run(listener, control_tx.clone()));
+    }
+    let outbound = lane.outbound();
+    tokio::task::spawn_local(lane.run(inbound_tx));
+
+    let device_options = DeviceOptions {
+        log_ctap: options.log_ctap,
+        channel_seed,
+        ctaphid: fidelio_ctaphid::Config {
+            max_msg_size,
+            ..fidelio_ctaphid::Config::default()
+        },
+    };
+    tracing::info!("serving CTAPHID over UDP on {udp_address}");
+    ready(udp_address);
+    device::run(
+        authenticator,
+        signals,
+        device_options,
+        inbound_rx,
+        control_rx,
+        outbound,
+        shutdown,
+    )
+    .await;
+    drop(control_tx);
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = interrupt.recv() => tracing::info!("SIGINT: stopping"),
+        }
+    })
+}
+
+/// Reads yes/no answers from the terminal for `--presence prompt`.
+fn start_prompt_thread() -> mpsc::UnboundedSender<PromptQuestion> {
+    let (questions, mut receiver) = mpsc::unbounded_channel::<PromptQuestion>();
+    std::thread::spawn(move || {
+        let stdin = std::io::stdin();
+        while let Some(question) = receiver.blocking_recv() {
+            let mut stderr = std::io::stderr();
+            let _ = write!(stderr, "{}", question.text);
+            let _ = stderr.flush();
+            let mut line = String::new();
+            let answered = stdin
+                .lock()
+                .read_line(&mut line)
+                .map(|n| n > 0)
+                .unwrap_or(false);
+            let yes = answered && matches!(line.trim(), "y" | "Y" | "yes" | "YES");
+            if question.answer.send(yes).is_err() {
+                let _ = writeln!(
+                    stderr,
+                    "[fidelio] (too late: the request had already timed out)"
+                );
+            }
+        }
+    });
+    questions
+}

@@ -1,0 +1,166 @@
+//! User presence for the daemon: automatic, refused, or asked on the terminal; always
+//! cancellable by the host (CTAPHID CANCEL) while it waits.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use authenticator_core::platform::{
+    BuiltInUv, Presence, PresenceKind, PresenceOutcome, PresencePurpose, PresenceRequest,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// How the daemon answers presence requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceMode {
+    /// Consent at once, like a user who always touches the key.
+    Auto,
+    /// Refuse at once.
+    Deny,
+    /// Ask on the terminal; no answer within the request's timeout is a timeout.
+    Prompt,
+}
+
+impl std::str::FromStr for PresenceMode {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "auto" => Ok(PresenceMode::Auto),
+            "deny" => Ok(PresenceMode::Deny),
+            "prompt" => Ok(PresenceMode::Prompt),
+            other => Err(format!(
+                "unknown presence mode {other:?}: use auto, deny or prompt"
+            )),
+        }
+    }
+}
+
+/// State shared between the presence source and the transport loop.
+#[derive(Debug, Default)]
+pub struct PresenceSignals {
+    /// Set by the transport when the host cancels the pending command.
+    cancelled: Cell<bool>,
+    /// Whether the core is waiting for the user right now (KEEPALIVE says UPNEEDED).
+    waiting: Cell<bool>,
+    wake: Notify,
+}
+
+impl PresenceSignals {
+    /// The host cancelled the pending command.
+    pub fn cancel(&self) {
+        self.cancelled.set(true);
+        self.wake.notify_waiters();
+    }
+
+    /// A new command starts: forget an earlier cancel.
+    pub fn clear(&self) {
+        self.cancelled.set(false);
+        self.waiting.set(false);
+    }
+
+    /// Whether the core is waiting for the user.
+    pub fn waiting_for_user(&self) -> bool {
+        self.waiting.get()
+    }
+}
+
+/// A question for the terminal prompt: the text, and where the yes/no goes.
+#[derive(Debug)]
+pub struct PromptQuestion {
+    /// What to ask.
+    pub text: String,
+    /// The user's answer.
+    pub answer: oneshot::Sender<bool>,
+}
+
+/// The daemon's presence source.
+#[derive(Debug)]
+pub struct DaemonPresence {
+    /// How to answer.
+    pub mode: PresenceMode,
+    /// The emulated built-in UV method.
+    pub built_in_uv: BuiltInUv,
+    signals: Rc<PresenceSignals>,
+    prompts: Option<mpsc::UnboundedSender<PromptQuestion>>,
+}
+
+impl DaemonPresence {
+    /// A presence source answering by `mode`; `prompts` receives questions in prompt mode.
+    pub fn new(
+        mode: PresenceMode,
+        signals: Rc<PresenceSignals>,
+        prompts: Option<mpsc::UnboundedSender<PromptQuestion>>,
+    ) -> Self {
+        Self {
+            mode,
+            built_in_uv: BuiltInUv::Unsupported,
+            signals,
+            prompts,
+        }
+    }
+
+    async fn ask_terminal(&self, request: &PresenceRequest<'_>) -> PresenceOutcome {
+        let Some(prompts) = &self.prompts else {
+            return PresenceOutcome::TimedOut;
+        };
+        let (answer, reply) = oneshot::channel();
+        let what = match request.purpose {
+            PresencePurpose::MakeCredential => "register a credential",
+            PresencePurpose::GetAssertion => "sign in",
+            PresencePurpose::Reset => "RESET the authenticator (deletes every credential)",
+            PresencePurpose::Selection => "select this authenticator",
+        };
+        let kind = match request.kind {
+            PresenceKind::UserPresence => "touch",
+            PresenceKind::UserVerification => "verify (fingerprint)",
+        };
+        let rp = request
+            .rp_id
+            .map(|rp| format!(" at {rp}"))
+            .unwrap_or_default();
+        let text = format!("[fidelio] {kind} to {what}{rp}? [y/N] ");
+        if prompts.send(PromptQuestion { text, answer }).is_err() {
+            return PresenceOutcome::TimedOut;
+        }
+        let timeout = Duration::from_millis(u64::from(request.timeout_ms));
+        tokio::select! {
+            answer = reply => match answer {
+                Ok(true) => PresenceOutcome::Granted,
+                Ok(false) => PresenceOutcome::Denied,
+                Err(_) => PresenceOutcome::TimedOut,
+            },
+            () = tokio::time::sleep(timeout) => PresenceOutcome::TimedOut,
+            () = self.cancelled() => PresenceOutcome::Cancelled,
+        }
+    }
+
+    async fn cancelled(&self) {
+        loop {
+            let notified = self.signals.wake.notified();
+            if self.signals.cancelled.get() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Presence for DaemonPresence {
+    async fn request(&mut self, request: PresenceRequest<'_>) -> PresenceOutcome {
+        if self.signals.cancelled.get() {
+            return PresenceOutcome::Cancelled;
+        }
+        self.signals.waiting.set(true);
+        let outcome = match self.mode {
+            PresenceMode::Auto => PresenceOutcome::Granted,
+            PresenceMode::Deny => PresenceOutcome::Denied,
+            PresenceMode::Prompt => self.ask_terminal(&request).await,
+        };
+        self.signals.waiting.set(false);
+        outcome
+    }
+
+    fn built_in_uv(&self) -> BuiltInUv {
+        self.built_in_uv
+    }
+}
