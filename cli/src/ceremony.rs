@@ -1,6 +1,9 @@
-//! A minimal WebAuthn client for in-process ceremonies: it builds clientDataJSON and the CTAP
-//! requests, and turns CTAP responses into the JSON shapes browsers give relying parties
-//! (RegistrationResponseJSON / AuthenticationResponseJSON).
+//! A minimal WebAuthn client: it builds clientDataJSON and the CTAP requests, and turns CTAP
+//! responses into the JSON shapes browsers give relying parties (RegistrationResponseJSON /
+//! AuthenticationResponseJSON).
+//!
+//! Ceremonies run over any [`Ctap2Channel`]: an in-process [`Authenticator`] (`fidelio demo`)
+//! or a CTAPHID client talking to a device (`fidelio client`).
 //!
 //! The full client (origin and RP ID rules, extensions, errors) is `transports/webauthn`'s job;
 //! this is just enough to run a real ceremony end to end.
@@ -10,6 +13,7 @@ use authenticator_core::cbor::{self, Key, Members, Value};
 use authenticator_core::{Authenticator, Platform, StatusCode, block_on};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use fidelio_client::{CtapHidClient, Transport};
 use serde_json::{Value as Json, json};
 use sha2::Digest;
 
@@ -55,6 +59,10 @@ pub struct Registration {
     pub format: String,
     /// The authenticator data.
     pub auth_data: Vec<u8>,
+    /// The attestation statement (attStmt).
+    pub statement: Value,
+    /// clientDataJSON.
+    pub client_data_json: Vec<u8>,
     /// RegistrationResponseJSON.
     pub json: Json,
 }
@@ -62,6 +70,10 @@ pub struct Registration {
 /// A completed authentication.
 #[derive(Debug, Clone)]
 pub struct Assertion {
+    /// The credential that signed.
+    pub credential_id: Vec<u8>,
+    /// The user handle, for discoverable credentials.
+    pub user_handle: Option<Vec<u8>>,
     /// The authenticator data.
     pub auth_data: Vec<u8>,
     /// The signature.
@@ -72,22 +84,79 @@ pub struct Assertion {
     pub json: Json,
 }
 
-fn transact<P: Platform>(
-    device: &mut Authenticator<P>,
+/// Carries CTAP2 requests (command byte, CBOR parameters) to an authenticator and brings its
+/// responses (status byte, CBOR) back.
+pub trait Ctap2Channel {
+    /// One request, one response.
+    fn transact(&mut self, request: &[u8]) -> Result<Vec<u8>>;
+}
+
+/// In process: straight into the core.
+impl<P: Platform> Ctap2Channel for Authenticator<P> {
+    fn transact(&mut self, request: &[u8]) -> Result<Vec<u8>> {
+        Ok(block_on(self.process(request)))
+    }
+}
+
+/// Over CTAPHID (UDP or USB HID): CTAPHID_CBOR.
+impl<T: Transport> Ctap2Channel for CtapHidClient<T> {
+    fn transact(&mut self, request: &[u8]) -> Result<Vec<u8>> {
+        Ok(self.cbor(request)?)
+    }
+}
+
+/// The authenticator answered with an error status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtapError {
+    /// The status byte.
+    pub status: u8,
+}
+
+impl CtapError {
+    /// The status, if it is one this client knows by name.
+    pub fn code(self) -> Option<StatusCode> {
+        known_status(self.status)
+    }
+}
+
+impl std::fmt::Display for CtapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.code().map_or("unknown status", StatusCode::name);
+        write!(f, "authenticator answered 0x{:02X} {name}", self.status)
+    }
+}
+
+impl std::error::Error for CtapError {}
+
+/// Sends one CTAP2 command (`params` `None`: the command byte alone) and decodes the answer:
+/// `None` for a success without a body (authenticatorReset), a [`CtapError`] for an error
+/// status.
+pub fn command<C: Ctap2Channel + ?Sized>(
+    device: &mut C,
     command: u8,
-    params: Value,
-) -> Result<Value> {
+    params: Option<&Value>,
+) -> Result<Option<Value>> {
     let mut request = vec![command];
-    cbor::encode(&params, &mut request);
-    let response = block_on(device.process(&request));
+    if let Some(params) = params {
+        cbor::encode(params, &mut request);
+    }
+    let response = device.transact(&request)?;
     let (&status, body) = response
         .split_first()
         .ok_or_else(|| anyhow!("empty response"))?;
     if status != 0 {
-        let name = known_status(status).map_or("unknown status", StatusCode::name);
-        bail!("authenticator answered 0x{status:02X} {name}");
+        return Err(CtapError { status }.into());
     }
-    cbor::decode(body).map_err(|e| anyhow!("response is not CBOR: {e}"))
+    if body.is_empty() {
+        return Ok(None);
+    }
+    cbor::decode(body)
+        .map(Some)
+        .map_err(|e| anyhow!("response is not CBOR: {e}"))
+}
+
+fn transact<C: Ctap2Channel + ?Sized>(device: &mut C, command: u8, params: Value) -> Result<Value> {
+    self::command(device, command, Some(&params))?.ok_or_else(|| anyhow!("empty response body"))
 }
 
 fn known_status(byte: u8) -> Option<StatusCode> {
@@ -96,6 +165,9 @@ fn known_status(byte: u8) -> Option<StatusCode> {
         InvalidCommand,
         InvalidParameter,
         InvalidLength,
+        InvalidSeq,
+        Timeout,
+        ChannelBusy,
         CborUnexpectedType,
         InvalidCbor,
         MissingParameter,
@@ -109,6 +181,13 @@ fn known_status(byte: u8) -> Option<StatusCode> {
         NoCredentials,
         UserActionTimeout,
         NotAllowed,
+        PinInvalid,
+        PinBlocked,
+        PinAuthInvalid,
+        PinNotSet,
+        PuatRequired,
+        UpRequired,
+        UvBlocked,
         UvInvalid,
         RequestTooLarge,
         Other,
@@ -127,8 +206,8 @@ fn bytes_member(members: &Members<'_>, key: u64) -> Result<Vec<u8>> {
 }
 
 /// navigator.credentials.create(): makeCredential and the JSON an RP receives.
-pub fn register<P: Platform>(
-    device: &mut Authenticator<P>,
+pub fn register<C: Ctap2Channel + ?Sized>(
+    device: &mut C,
     party: &Party,
     challenge: &[u8],
     algorithms: &[i64],
@@ -196,7 +275,7 @@ pub fn register<P: Platform>(
         .ok_or_else(|| anyhow!("no algorithm in the public key"))?;
     let attestation_object = cbor::to_vec(&cbor::map(vec![
         (cbor::text("fmt"), cbor::text(&format)),
-        (cbor::text("attStmt"), statement),
+        (cbor::text("attStmt"), statement.clone()),
         (cbor::text("authData"), cbor::bytes(&auth_data)),
     ]));
     let json = json!({
@@ -218,14 +297,16 @@ pub fn register<P: Platform>(
         algorithm,
         format,
         auth_data,
+        statement,
+        client_data_json: client_data,
         json,
     })
 }
 
 /// navigator.credentials.get(): getAssertion and the JSON an RP receives. An empty
 /// `allow_list` discovers resident credentials.
-pub fn authenticate<P: Platform>(
-    device: &mut Authenticator<P>,
+pub fn authenticate<C: Ctap2Channel + ?Sized>(
+    device: &mut C,
     party: &Party,
     challenge: &[u8],
     allow_list: &[Vec<u8>],
@@ -277,7 +358,7 @@ pub fn authenticate<P: Platform>(
         .and_then(|user| Members::of(user).ok())
         .and_then(|user| user.get(Key::Text("id")))
         .and_then(|id| cbor::as_bytes(id).ok())
-        .map(b64);
+        .map(<[u8]>::to_vec);
     let json = json!({
         "id": b64(&credential_id),
         "rawId": b64(&credential_id),
@@ -288,10 +369,12 @@ pub fn authenticate<P: Platform>(
             "clientDataJSON": b64(&client_data),
             "authenticatorData": b64(&auth_data),
             "signature": b64(&signature),
-            "userHandle": user_handle,
+            "userHandle": user_handle.as_deref().map(b64),
         },
     });
     Ok(Assertion {
+        credential_id,
+        user_handle,
         auth_data,
         signature,
         client_data_json: client_data,

@@ -7,7 +7,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod attestation;
 mod ceremony;
+mod client;
 mod demo;
+mod serve;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +31,19 @@ enum Command {
     /// Run one WebAuthn registration and one authentication against an in-process
     /// authenticator and show (or print as JSON) everything exchanged.
     Demo(demo::DemoArgs),
+    /// Run the virtual authenticator daemon: CTAPHID over UDP on 127.0.0.1:8111 (what
+    /// python-fido2, libfido2 and CTAP test suites call a simulator), state kept on disk.
+    Serve(serve::ServeArgs),
+    /// Power-cycle a running daemon's device: channels and PIN/UV session state are lost,
+    /// credentials are kept.
+    PowerCycle {
+        /// The daemon's control interface.
+        #[arg(long, default_value = serve::DEFAULT_CONTROL)]
+        control: std::net::SocketAddr,
+    },
+    /// Talk to an authenticator over CTAPHID (a `fidelio serve` daemon over UDP, or a USB key
+    /// with a hidapi build): info, register, login, reset.
+    Client(client::ClientArgs),
     /// Manage attestation material (batch key and certificates).
     #[command(subcommand)]
     Attestation(AttestationCommand),
@@ -91,6 +106,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Client(args) => client::run(&args),
+        Command::Serve(args) => serve::run(&args),
+        Command::PowerCycle { control } => serve::power_cycle(control),
         Command::Attestation(AttestationCommand::Init {
             dir,
             aaguid,
