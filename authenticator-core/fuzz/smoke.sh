@@ -43,8 +43,15 @@ for target in $targets; do
     echo "=== fuzzing $target for ${seconds}s"
     # --debug-assertions: overflow checks and debug_assert! are on, so arithmetic
     # overflow in the core is a crash too. New inputs go to the first (scratch) corpus dir.
-    if ! cargo +"$toolchain" fuzz run --debug-assertions "$target" "$corpus" "$seeds" \
-        -- "${args[@]}"; then
+    log="$fuzz_dir/artifacts/$target.log"
+    mkdir -p "$fuzz_dir/artifacts"
+    # The fuzzer's progress lines go to a log; the summary (or, on failure, the end of the
+    # log) is printed.
+    if cargo +"$toolchain" fuzz run --debug-assertions "$target" "$corpus" "$seeds" \
+        -- "${args[@]}" >"$log" 2>&1; then
+        grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" "$log" || true
+    else
+        tail -n 60 "$log" >&2
         echo "!!! $target failed; crashing inputs are in $fuzz_dir/artifacts/$target/" >&2
         status=1
     fi
