@@ -96,6 +96,7 @@ fn fill_direct(count: usize) -> MemoryStore {
             key,
             discoverable: true,
             cred_protect: 1,
+            hmac_secret: false,
         };
         let credential_id = master.seal(&mut rng, &rp_hash, &sealed).unwrap();
         let user_id = filler_user(index);
@@ -109,6 +110,8 @@ fn fill_direct(count: usize) -> MemoryStore {
             },
             sequence: index as u64 + 1,
             counter: 0,
+            cred_blob: None,
+            large_blob_key: None,
         };
         let record_key = [b"c/".as_slice(), &rp_hash, &credential_id].concat();
         let user_key = [b"u/".as_slice(), &rp_hash, &user_id].concat();

@@ -107,6 +107,69 @@ CBOR = {
 }
 
 
+# u2f_apdu: APDUs separated by b"--U2F--"; b"%KH%" stands for the key handle the harness
+# registered for application 0x41 * 32 (so the Lc and key-handle length below count 64 bytes
+# for it); P2 = 0xD0 makes the harness deny the next presence request.
+U2F_DELIMITER = b"--U2F--"
+KH = b"%KH%"
+KH_LEN = 64
+APP = b"\x41" * 32
+CHALLENGE = bytes(range(32))
+
+
+def ext(ins, p1=0, data=b"", p2=0, le=True):
+    return bytes([0, ins, p1, p2, 0]) + struct.pack(">H", len(data)) + data + (b"\0\0" if le else b"")
+
+
+def ext_kh(ins, p1, data, p2=0):
+    """Extended APDU whose data holds the token: Lc counts the real key handle."""
+    n = len(data) - len(KH) + KH_LEN
+    return bytes([0, ins, p1, p2, 0]) + struct.pack(">H", n) + data + b"\0\0"
+
+
+def short(ins, p1=0, data=b"", le=None, p2=0):
+    out = bytes([0, ins, p1, p2])
+    if data:
+        out += bytes([len(data)]) + data
+    if le is not None:
+        out += bytes([le])
+    return out
+
+
+def auth_data(app=APP, handle=KH, handle_len=KH_LEN):
+    return CHALLENGE + app + bytes([handle_len]) + handle
+
+
+U2F = {
+    "version_case1": bytes([0, 3, 0, 0]),
+    "version_short_le": bytes([0, 3, 0, 0, 0]),
+    "version_extended_le": bytes([0, 3, 0, 0, 0, 0, 0]),
+    "version_python_fido2": ext(3),
+    "register_extended": ext(1, data=CHALLENGE + APP),
+    "register_extended_no_le": ext(1, data=CHALLENGE + APP, le=False),
+    "register_short": short(1, data=CHALLENGE + APP, le=0),
+    "register_denied": ext(1, data=CHALLENGE + APP, p2=0xD0),
+    "authenticate_enforce": ext_kh(2, 0x03, auth_data()),
+    "authenticate_dont_enforce": ext_kh(2, 0x08, auth_data()),
+    "authenticate_check_only": ext_kh(2, 0x07, auth_data()),
+    "authenticate_denied": ext_kh(2, 0x03, auth_data(), p2=0xD0),
+    "authenticate_short": bytes([0, 2, 0x03, 0, 65 + KH_LEN]) + auth_data() + b"\0",
+    "authenticate_other_app": ext_kh(2, 0x03, auth_data(app=b"\x42" * 32)),
+    "authenticate_unknown_handle": ext(2, 0x03, auth_data(handle=b"\x01" * 64)),
+    "authenticate_bad_control": ext_kh(2, 0x05, auth_data()),
+    "bad_cla": bytes([0x80, 3, 0, 0]),
+    "bad_ins": bytes([0, 0x40, 0, 0, 0, 0, 0]),
+    "session_register_authenticate_reset": U2F_DELIMITER.join([
+        ext(1, data=CHALLENGE + APP),
+        ext_kh(2, 0x07, auth_data()),
+        ext_kh(2, 0x03, auth_data()),
+        ext_kh(2, 0x08, auth_data()),
+        b"",
+        ext_kh(2, 0x03, auth_data()),
+    ]),
+}
+
+
 def write(target, seeds):
     directory = os.path.join(HERE, "seeds", target)
     os.makedirs(directory, exist_ok=True)
@@ -117,3 +180,4 @@ def write(target, seeds):
 
 write("ctap2_request", CTAP2)
 write("cbor_decode", CBOR)
+write("u2f_apdu", U2F)

@@ -38,8 +38,11 @@ for target in $targets; do
     corpus="$fuzz_dir/corpus/$target"
     seeds="$fuzz_dir/seeds/$target"
     mkdir -p "$corpus"
+    # A target's own dictionary (<target>.dict) when it has one, else the CTAP2 one.
+    dict="$fuzz_dir/$target.dict"
+    [ -f "$dict" ] || dict="$fuzz_dir/ctap2.dict"
     args=("-max_total_time=$seconds" "-timeout=10" "-rss_limit_mb=2048" "-max_len=8192"
-          "-dict=$fuzz_dir/ctap2.dict" "-print_final_stats=1")
+          "-dict=$dict" "-print_final_stats=1")
     echo "=== fuzzing $target for ${seconds}s"
     # --debug-assertions: overflow checks and debug_assert! are on, so arithmetic
     # overflow in the core is a crash too. New inputs go to the first (scratch) corpus dir.

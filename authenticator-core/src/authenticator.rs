@@ -30,8 +30,16 @@ pub mod command {
     pub const RESET: u8 = 0x07;
     /// authenticatorGetNextAssertion
     pub const GET_NEXT_ASSERTION: u8 = 0x08;
+    /// authenticatorCredentialManagement
+    pub const CREDENTIAL_MANAGEMENT: u8 = 0x0A;
     /// authenticatorSelection
     pub const SELECTION: u8 = 0x0B;
+    /// authenticatorLargeBlobs
+    pub const LARGE_BLOBS: u8 = 0x0C;
+    /// authenticatorConfig
+    pub const CONFIG: u8 = 0x0D;
+    /// The credential management preview command (`credentialMgmtPreview`), same semantics
+    pub const CREDENTIAL_MANAGEMENT_PREVIEW: u8 = 0x41;
 }
 
 /// authData flag bits (WebAuthn §6.1).
@@ -59,9 +67,16 @@ pub struct Authenticator<P: Platform> {
     pub(crate) master: Option<MasterKey>,
     /// Credentials left for authenticatorGetNextAssertion.
     pub(crate) pending_assertions: Option<crate::get_assertion::PendingAssertions>,
+    /// The RPs or credentials left for credential management's GetNext subcommands.
+    pub(crate) pending_enumeration: Option<crate::credential_management::PendingEnumeration>,
     /// When the device last powered up, on the platform clock (the reset window counts from
     /// here).
     pub(crate) powered_up_ms: u64,
+    /// PIN/UV auth state a power cycle loses: key-agreement keys, the pinUvAuthToken, the
+    /// consecutive wrong PINs.
+    pub(crate) pin: crate::pin::PinState,
+    /// An authenticatorLargeBlobs write in progress (lost by a power cycle).
+    pub(crate) large_blobs: crate::large_blobs::LargeBlobState,
 }
 
 impl<P: Platform> Authenticator<P> {
@@ -73,7 +88,10 @@ impl<P: Platform> Authenticator<P> {
             config,
             master: None,
             pending_assertions: None,
+            pending_enumeration: None,
             powered_up_ms,
+            pin: crate::pin::PinState::default(),
+            large_blobs: crate::large_blobs::LargeBlobState::default(),
         }
     }
 
@@ -102,11 +120,16 @@ impl<P: Platform> Authenticator<P> {
         self.platform
     }
 
-    /// Forgets the state a power cycle loses (the pending getNextAssertion), keeping
-    /// credentials, and opens a new reset window.
+    /// Forgets the state a power cycle loses (the pending getNextAssertion, the PIN/UV auth
+    /// key-agreement keys and pinUvAuthToken, the count of consecutive wrong PINs), keeping
+    /// credentials and the PIN, and opens a new reset window.
     pub fn power_cycle(&mut self) {
         self.pending_assertions = None;
+        self.pending_enumeration = None;
         self.powered_up_ms = self.platform.clock().now_ms();
+        // New key-agreement keys (made on first use), no token, and PIN entry unblocked.
+        self.pin = crate::pin::PinState::default();
+        self.abandon_large_blob_write();
     }
 
     /// Processes one CTAP2 request — the command byte, then its CBOR parameters — and returns
@@ -132,6 +155,8 @@ impl<P: Platform> Authenticator<P> {
         }
         // Only an authenticatorGetNextAssertion may follow the assertion that set it up.
         let pending = self.pending_assertions.take();
+        // Likewise credential management's GetNext subcommands.
+        let pending_enumeration = self.pending_enumeration.take();
         let parameters = if parameters.is_empty() {
             None
         } else {
@@ -150,6 +175,19 @@ impl<P: Platform> Authenticator<P> {
             command::GET_INFO => self.get_info().map(Some),
             command::RESET => self.reset().await.map(|()| None),
             command::SELECTION => self.selection().await.map(|()| None),
+            command::CREDENTIAL_MANAGEMENT | command::CREDENTIAL_MANAGEMENT_PREVIEW => {
+                self.credential_management(parameters.as_ref(), pending_enumeration)
+            }
+            command::CLIENT_PIN => {
+                self.client_pin(parameters.as_ref().ok_or(StatusCode::MissingParameter)?)
+                    .await
+            }
+            command::LARGE_BLOBS => {
+                self.large_blobs(parameters.as_ref().ok_or(StatusCode::MissingParameter)?)
+            }
+            command::CONFIG => self
+                .authenticator_config(parameters.as_ref().ok_or(StatusCode::MissingParameter)?)
+                .map(|()| None),
             _ => Err(StatusCode::InvalidCommand),
         }
     }
@@ -261,6 +299,10 @@ impl<P: Platform> Authenticator<P> {
         self.platform.store().commit(&[Write::Clear])?;
         self.master = None;
         self.pending_assertions = None;
+        // The PIN went with the store; no token survives it either. So did the large-blob
+        // array and authenticatorConfig's settings: a write in progress ends too.
+        self.pin = crate::pin::PinState::default();
+        self.abandon_large_blob_write();
         Ok(())
     }
 

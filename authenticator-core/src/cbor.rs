@@ -25,10 +25,22 @@ pub fn decode(bytes: &[u8]) -> Result<Value, StatusCode> {
     let mut reader = bytes;
     let value: Value = ciborium::de::from_reader_with_recursion_limit(&mut reader, MAX_DEPTH)
         .map_err(|_| StatusCode::InvalidCbor)?;
-    if !reader.is_empty() {
+    if !reader.is_empty() || has_tag(&value) {
         return Err(StatusCode::InvalidCbor);
     }
     Ok(value)
+}
+
+/// Whether a tag appears anywhere in the value. No CTAP message uses tags, so tagged input is
+/// refused. (The decoder itself turns bignum tags 2 and 3 that fit 64 bits into plain
+/// integers, which re-encode stably.)
+fn has_tag(value: &Value) -> bool {
+    match value {
+        Value::Tag(..) => true,
+        Value::Array(items) => items.iter().any(has_tag),
+        Value::Map(entries) => entries.iter().any(|(k, v)| has_tag(k) || has_tag(v)),
+        _ => false,
+    }
 }
 
 /// Encodes a value; maps must already be canonical (build them with [`map`]).
@@ -189,6 +201,14 @@ mod tests {
         assert_eq!(decode(&[0xA0, 0x00]), Err(StatusCode::InvalidCbor));
         assert_eq!(decode(&[0x5F]), Err(StatusCode::InvalidCbor));
         assert_eq!(decode(&[]), Err(StatusCode::InvalidCbor));
+    }
+
+    #[test]
+    fn tags_are_refused() {
+        // 6(h''), a tag nested in an array, a tag inside a bignum tag.
+        assert_eq!(decode(&[0xC6, 0x40]), Err(StatusCode::InvalidCbor));
+        assert_eq!(decode(&[0x81, 0xC1, 0x00]), Err(StatusCode::InvalidCbor));
+        assert!(decode(&[0xC3, 0xC3, 0x40]).is_err());
     }
 
     #[test]

@@ -103,6 +103,19 @@ pub struct Config {
     pub algorithms: Algorithms,
     /// Whether this is a platform authenticator (getInfo option `plat`).
     pub platform_device: bool,
+    /// `alwaysUv` (CTAP 2.1 §6.4): every makeCredential, and every getAssertion with user
+    /// presence, needs user verification (a pinUvAuthToken, or the built-in method); getInfo
+    /// then reports `alwaysUv: true` and `makeCredUvNotRqd: false`. This is the factory
+    /// setting: once authenticatorConfig's toggleAlwaysUv has flipped it, the flipped value kept
+    /// in the store wins until authenticatorReset.
+    pub always_uv: bool,
+    /// The largest serialized large-blob array authenticatorLargeBlobs keeps, in bytes
+    /// (getInfo `maxSerializedLargeBlobArray`; CTAP 2.1 requires at least 1024).
+    pub max_serialized_large_blob_array: usize,
+    /// Whether the device can make enterprise attestations (getInfo `ep`, false until
+    /// authenticatorConfig's enableEnterpriseAttestation; see `authenticator_config.rs`).
+    /// They are signed by the batch key ([`AttestationMode::Batch`]).
+    pub enterprise_attestation: bool,
 }
 
 /// Fidelio's AAGUID for the security-key profile: a fixed random UUID
@@ -134,6 +147,9 @@ impl Config {
                 eddsa: true,
             },
             platform_device: false,
+            always_uv: false,
+            max_serialized_large_blob_array: 4096,
+            enterprise_attestation: false,
         }
     }
 
@@ -148,6 +164,7 @@ impl Config {
             attestation: AttestationMode::None,
             transports: alloc::vec!["hybrid", "internal"],
             reset_window_ms: None,
+            max_serialized_large_blob_array: 16_384,
             ..Self::security_key()
         }
     }
@@ -160,6 +177,7 @@ impl Config {
             platform_device: true,
             transports: alloc::vec!["internal"],
             reset_window_ms: None,
+            max_serialized_large_blob_array: 16_384,
             ..Self::security_key()
         }
     }

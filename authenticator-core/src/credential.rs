@@ -12,6 +12,10 @@
 //! 0x01 ‖ nonce (12) ‖ ChaCha20-Poly1305(alg ‖ flags ‖ credProtect ‖ private key (32)) ‖ tag (16)
 //! associated data: 0x01 ‖ rpIdHash
 //! ```
+//!
+//! `flags`: bit 0 discoverable, bit 1 made with `hmac-secret: true` (the credential has
+//! CredRandomWithUV and CredRandomWithoutUV, derived by [`MasterKey::cred_random`]); other
+//! bits are zero.
 
 use alloc::vec::Vec;
 
@@ -33,6 +37,11 @@ const PLAINTEXT_LEN: usize = 3 + 32;
 pub const CREDENTIAL_ID_LEN: usize = 1 + NONCE_LEN + PLAINTEXT_LEN + TAG_LEN;
 
 const FLAG_DISCOVERABLE: u8 = 0x01;
+const FLAG_HMAC_SECRET: u8 = 0x02;
+
+/// The key [`MasterKey::cred_random`] derives hmac-secret's CredRandom values under: HMAC of
+/// this label under the master secret.
+const CRED_RANDOM_KEY_LABEL: &[u8] = b"Fidelio hmac-secret CredRandom";
 
 /// A signature algorithm, by its COSE identifier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,6 +130,20 @@ impl PrivateKey {
         }
     }
 
+    /// Generates a P-256 (ES256) key and returns it with its uncompressed SEC1 public point
+    /// (0x04 ‖ x ‖ y), the form U2F messages and X.509 certificates carry.
+    pub fn generate_p256(rng: &mut impl CryptoRng) -> Result<(Self, [u8; 65]), StatusCode> {
+        let mut scalar = p256::NonZeroScalar::generate_from_rng(rng);
+        let point = sec1_uncompressed(&p256::PublicKey::from_secret_scalar(&scalar));
+        let secret = Zeroizing::new(scalar.to_repr().into());
+        scalar.zeroize();
+        let key = Self {
+            algorithm: Algorithm::Es256,
+            secret,
+        };
+        Ok((key, point.ok_or(StatusCode::Other)?))
+    }
+
     /// Rebuilds a key from its algorithm and secret bytes; `None` if the bytes are not a valid
     /// key (a zero or out-of-range P-256 scalar).
     pub fn from_secret(algorithm: Algorithm, secret: &[u8; 32]) -> Option<Self> {
@@ -163,6 +186,17 @@ impl PrivateKey {
         }
     }
 
+    /// The uncompressed SEC1 public point (0x04 ‖ x ‖ y) of an ES256 key; `None` for EdDSA.
+    pub fn p256_public_point(&self) -> Option<[u8; 65]> {
+        if self.algorithm != Algorithm::Es256 {
+            return None;
+        }
+        let mut scalar = p256::NonZeroScalar::from_repr((*self.secret).into()).into_option()?;
+        let point = sec1_uncompressed(&p256::PublicKey::from_secret_scalar(&scalar));
+        scalar.zeroize();
+        point
+    }
+
     /// Signs `message`: ES256 gives an ASN.1 DER ECDSA signature (RFC 6979 deterministic
     /// nonce), EdDSA the 64-byte Ed25519 signature.
     ///
@@ -190,6 +224,11 @@ impl PrivateKey {
             }
         }
     }
+}
+
+fn sec1_uncompressed(public: &p256::PublicKey) -> Option<[u8; 65]> {
+    use p256::elliptic_curve::sec1::ToSec1Point;
+    public.to_sec1_point(false).as_bytes().try_into().ok()
 }
 
 fn es256_cose_key(public: &p256::PublicKey) -> Value {
@@ -224,12 +263,18 @@ pub struct SealedCredential {
     pub discoverable: bool,
     /// credProtect level, 1–3.
     pub cred_protect: u8,
+    /// Made with the hmac-secret extension: the credential has CredRandomWithUV and
+    /// CredRandomWithoutUV ([`MasterKey::cred_random`]).
+    pub hmac_secret: bool,
 }
 
-/// The device master key that seals credential IDs, ready for use (the cipher is keyed once).
+/// The device master key that seals credential IDs, ready for use (the cipher is keyed once),
+/// and the key hmac-secret's CredRandom values are derived under.
 #[derive(Clone)]
 pub struct MasterKey {
     cipher: ChaCha20Poly1305,
+    /// HMAC-SHA-256(master secret, "Fidelio hmac-secret CredRandom").
+    cred_random_key: Zeroizing<[u8; 32]>,
 }
 
 impl core::fmt::Debug for MasterKey {
@@ -243,7 +288,29 @@ impl MasterKey {
     pub fn new(secret: &[u8; 32]) -> Self {
         Self {
             cipher: ChaCha20Poly1305::new(&(*secret).into()),
+            cred_random_key: crate::extensions::hmac_sha256(secret, &[CRED_RANDOM_KEY_LABEL]),
         }
+    }
+
+    /// hmac-secret's CredRandomWithUV (`user_verified`) or CredRandomWithoutUV of the
+    /// credential with this ID (CTAP 2.1 §12.5), derived rather than stored:
+    ///
+    /// ```text
+    /// K                   = HMAC-SHA-256(master secret, "Fidelio hmac-secret CredRandom")
+    /// CredRandomWithUV    = HMAC-SHA-256(K, credentialId ‖ "CredRandomWithUV")
+    /// CredRandomWithoutUV = HMAC-SHA-256(K, credentialId ‖ "CredRandomWithoutUV")
+    /// ```
+    ///
+    /// A credential ID never changes and never repeats, and every ID this device accepts has
+    /// the same length, so each credential has its own two values for its whole life, without
+    /// a byte of storage; a reset replaces the master secret and with it every value.
+    pub fn cred_random(&self, credential_id: &[u8], user_verified: bool) -> Zeroizing<[u8; 32]> {
+        let label: &[u8] = if user_verified {
+            b"CredRandomWithUV"
+        } else {
+            b"CredRandomWithoutUV"
+        };
+        crate::extensions::hmac_sha256(&self.cred_random_key, &[credential_id, label])
     }
 
     /// Seals a credential into a new credential ID bound to `rp_id_hash`.
@@ -258,11 +325,13 @@ impl MasterKey {
         let mut body = Zeroizing::new([0u8; PLAINTEXT_LEN]);
         if let [alg, flags, protect, secret @ ..] = body.as_mut_slice() {
             *alg = credential.key.algorithm.code();
-            *flags = if credential.discoverable {
-                FLAG_DISCOVERABLE
-            } else {
-                0
-            };
+            *flags = 0;
+            if credential.discoverable {
+                *flags |= FLAG_DISCOVERABLE;
+            }
+            if credential.hmac_secret {
+                *flags |= FLAG_HMAC_SECRET;
+            }
             *protect = credential.cred_protect;
             secret.copy_from_slice(credential.key.expose_secret());
         }
@@ -301,6 +370,7 @@ impl MasterKey {
             key: key?,
             discoverable: flags & FLAG_DISCOVERABLE != 0,
             cred_protect: protect,
+            hmac_secret: flags & FLAG_HMAC_SECRET != 0,
         })
     }
 }
@@ -324,6 +394,7 @@ mod tests {
             key,
             discoverable: true,
             cred_protect: 2,
+            hmac_secret: true,
         }
     }
 
@@ -338,6 +409,49 @@ mod tests {
         assert_eq!(opened.key.expose_secret(), credential.key.expose_secret());
         assert!(opened.discoverable);
         assert_eq!(opened.cred_protect, 2);
+        assert!(opened.hmac_secret);
+        let plain = SealedCredential {
+            discoverable: false,
+            hmac_secret: false,
+            ..credential
+        };
+        let id = master.seal(&mut rng, &[1; 32], &plain).unwrap();
+        let opened = master.open(&[1; 32], &id).unwrap();
+        assert!(!opened.discoverable && !opened.hmac_secret);
+    }
+
+    #[test]
+    fn cred_random_is_per_credential_per_uv_and_per_master_key() {
+        let master = MasterKey::new(&[7; 32]);
+        let id_a = [0xA1; CREDENTIAL_ID_LEN];
+        let id_b = [0xB2; CREDENTIAL_ID_LEN];
+        let with_uv = master.cred_random(&id_a, true);
+        let without_uv = master.cred_random(&id_a, false);
+        assert_eq!(*with_uv, *master.cred_random(&id_a, true), "stable");
+        assert_eq!(*with_uv, *MasterKey::new(&[7; 32]).cred_random(&id_a, true));
+        assert_ne!(*with_uv, *without_uv);
+        assert_ne!(*with_uv, *master.cred_random(&id_b, true));
+        assert_ne!(*without_uv, *master.cred_random(&id_b, false));
+        // After a reset (a new master secret), nothing repeats.
+        let after_reset = MasterKey::new(&[8; 32]);
+        assert_ne!(*with_uv, *after_reset.cred_random(&id_a, true));
+        assert_ne!(*without_uv, *after_reset.cred_random(&id_a, false));
+        // The documented derivation, with an independent HMAC (the `hmac` crate's own keying).
+        use hmac::{Hmac, KeyInit, Mac};
+        let independent = |key: &[u8], message: &[u8]| -> [u8; 32] {
+            let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).unwrap();
+            mac.update(message);
+            mac.finalize().into_bytes().into()
+        };
+        let k = independent(&[7; 32], b"Fidelio hmac-secret CredRandom");
+        assert_eq!(
+            *with_uv,
+            independent(&k, &[&id_a[..], b"CredRandomWithUV"].concat())
+        );
+        assert_eq!(
+            *without_uv,
+            independent(&k, &[&id_a[..], b"CredRandomWithoutUV"].concat())
+        );
     }
 
     #[test]

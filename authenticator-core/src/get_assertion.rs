@@ -6,6 +6,7 @@ use crate::authenticator::{Authenticator, authenticator_data, flags, rp_id_hash}
 use crate::cbor::{self, Key, Members, Value};
 use crate::config::CounterMode;
 use crate::credential::PrivateKey;
+use crate::pin::Permission;
 use crate::platform::{
     BuiltInUv, Clock, Platform, Presence, PresenceKind, PresencePurpose, Store, Write,
 };
@@ -31,6 +32,8 @@ pub(crate) struct Located {
     key: PrivateKey,
     /// The stored record of a discoverable credential.
     record: Option<ResidentRecord>,
+    /// Made with hmac-secret (from the sealed ID).
+    hmac_secret: bool,
 }
 
 /// What authenticatorGetNextAssertion continues from.
@@ -42,6 +45,10 @@ pub(crate) struct PendingAssertions {
     client_data_hash: Vec<u8>,
     flags: u8,
     user_verified: bool,
+    /// The extensions' inputs, processed once (hmac-secret's salts and shared secret).
+    extensions: crate::extensions::AssertionExtensions,
+    /// The largeBlobKey extension asked for each credential's key.
+    large_blob_key: bool,
     /// When the previous assertion was returned.
     last_ms: u64,
 }
@@ -56,56 +63,118 @@ impl<P: Platform> Authenticator<P> {
             Some(list) => request::credential_list(list, self.config.max_credential_count_in_list)?,
             None => Vec::new(),
         };
-        request::extensions(members.get(Key::Int(key::EXTENSIONS)))?;
+        let extensions_map = request::extensions(members.get(Key::Int(key::EXTENSIONS)))?;
+        let extension_inputs = crate::extensions::GetAssertionInputs::parse(extensions_map)?;
+        // largeBlobKey (§12.3): `true` asks for the credential's key; `false` is invalid.
+        let large_blob_key = match extensions_map.and_then(|e| e.get(Key::Text("largeBlobKey"))) {
+            Some(wanted) => {
+                if !cbor::as_bool(wanted)? {
+                    return Err(StatusCode::InvalidOption);
+                }
+                true
+            }
+            None => false,
+        };
         let options = request::options(members.get(Key::Int(key::OPTIONS)))?;
-        request::pin_uv_auth(
+        let pin_uv_auth = request::pin_uv_auth(
             members.get(Key::Int(key::PIN_UV_AUTH_PARAM)),
             members.get(Key::Int(key::PIN_UV_AUTH_PROTOCOL)),
         )?;
 
-        // Step 4: options. "rk" has no meaning here; "uv" needs a configured built-in method.
+        // Steps 1–2: the zero-length pinUvAuthParam probe; a pinUvAuthParam needs a protocol.
+        let protocol = self
+            .pin_uv_auth_precheck(&pin_uv_auth, PresencePurpose::GetAssertion, rp_id)
+            .await?;
+
+        // Step 4: options. "rk" has no meaning here; "uv" asks for the built-in method (and
+        // needs one enrolled); next to a pinUvAuthParam it is ignored.
         if options.rk.is_some() {
             return Err(StatusCode::UnsupportedOption);
         }
-        let uv = options.uv == Some(true);
-        if uv && self.platform.presence().built_in_uv() != BuiltInUv::Configured {
+        let built_in_uv = self.platform.presence().built_in_uv() == BuiltInUv::Configured;
+        let mut uv = protocol.is_none() && options.uv == Some(true);
+        if uv && !built_in_uv {
             return Err(StatusCode::InvalidOption);
         }
         let up = options.up.unwrap_or(true);
+        extension_inputs.check_options(up)?;
 
-        // Step 7: locate the credentials; none is an error before any user interaction.
+        // Step 5: alwaysUv: an assertion with user presence needs user verification too.
+        if up && protocol.is_none() && !uv && self.always_uv()? {
+            if built_in_uv {
+                uv = true;
+            } else if self.pin_is_set()? {
+                return Err(StatusCode::PuatRequired);
+            } else {
+                return Err(StatusCode::PinNotSet);
+            }
+        }
+
+        // Step 6: user verification, by pinUvAuthToken or by the built-in method (which also
+        // proves presence).
+        let mut user_verified = false;
+        let mut user_interacted = false;
+        if let (Some(version), Some(param)) = (protocol, pin_uv_auth.param) {
+            if !self.protected_by_user_verification()? {
+                return Err(StatusCode::PinNotSet);
+            }
+            self.verify_pin_uv_auth_param(
+                version,
+                param,
+                client_data_hash,
+                Permission::GetAssertion,
+                Some(rp_id),
+            )?;
+            user_verified = true;
+        } else if uv {
+            self.perform_built_in_uv(PresencePurpose::GetAssertion, Some(rp_id))
+                .await?;
+            user_verified = true;
+            user_interacted = true;
+        }
+
+        // Step 7–8: locate the credentials; none is an error before any presence test.
         let rp_id_hash = rp_id_hash(rp_id);
-        let mut located = self.locate(&rp_id_hash, &allow_list, uv)?;
+        let mut located = self.locate(&rp_id_hash, &allow_list, user_verified)?;
         if located.is_empty() {
             return Err(StatusCode::NoCredentials);
         }
 
-        // Step 9–10: user verification or presence, as asked.
+        // Step 9: user presence, as asked and unless already established; then the token's
+        // cached presence and verification are used up (its permissions too, except lbw).
         let mut flag_bits = self.backup_flags();
-        if uv {
-            self.ask_user(
-                PresenceKind::UserVerification,
-                PresencePurpose::GetAssertion,
-                Some(rp_id),
-            )
-            .await?;
-            flag_bits |= flags::UV | if up { flags::UP } else { 0 };
-        } else if up {
-            self.ask_user(
-                PresenceKind::UserPresence,
-                PresencePurpose::GetAssertion,
-                Some(rp_id),
-            )
-            .await?;
-            flag_bits |= flags::UP;
+        if user_verified {
+            flag_bits |= flags::UV;
         }
+        let presence_known = user_interacted || (protocol.is_some() && self.token_user_present());
+        if up {
+            if !presence_known {
+                self.ask_user(
+                    PresenceKind::UserPresence,
+                    PresencePurpose::GetAssertion,
+                    Some(rp_id),
+                )
+                .await?;
+            }
+            flag_bits |= flags::UP;
+            self.consume_pin_uv_auth_token();
+        }
+
+        // Step 10: extensions (`extensions.rs`): what every assertion to come needs.
+        let extensions = self.begin_assertion_extensions(&extension_inputs)?;
 
         // Step 11–12: sign with the first (newest) credential; keep the rest for
         // authenticatorGetNextAssertion when the RP's credentials were discovered.
         let count = located.len();
         let first = located.remove(0);
-        let mut response =
-            self.sign_assertion(&first, &rp_id_hash, client_data_hash, flag_bits, uv)?;
+        let mut response = self.sign_assertion(
+            &first,
+            &rp_id_hash,
+            client_data_hash,
+            flag_bits,
+            user_verified,
+            &extensions,
+        )?;
         if allow_list.is_empty() && count > 1 {
             if let Value::Map(entries) = &mut response {
                 entries.push((cbor::int(5), Value::Integer(count.into())));
@@ -115,9 +184,14 @@ impl<P: Platform> Authenticator<P> {
                 rp_id_hash,
                 client_data_hash: client_data_hash.to_vec(),
                 flags: flag_bits,
-                user_verified: uv,
+                user_verified,
+                extensions,
+                large_blob_key,
                 last_ms: self.platform.clock().now_ms(),
             });
+        }
+        if large_blob_key {
+            add_large_blob_key(&mut response, &first);
         }
         Ok(response)
     }
@@ -136,13 +210,17 @@ impl<P: Platform> Authenticator<P> {
             return Err(StatusCode::NotAllowed);
         }
         let next = pending.remaining.remove(0);
-        let response = self.sign_assertion(
+        let mut response = self.sign_assertion(
             &next,
             &pending.rp_id_hash,
             &pending.client_data_hash,
             pending.flags,
             pending.user_verified,
+            &pending.extensions,
         )?;
+        if pending.large_blob_key {
+            add_large_blob_key(&mut response, &next);
+        }
         if !pending.remaining.is_empty() {
             pending.last_ms = now;
             self.pending_assertions = Some(pending);
@@ -182,7 +260,8 @@ impl<P: Platform> Authenticator<P> {
                 return Ok(alloc::vec![Located {
                     id: descriptor.id.to_vec(),
                     key: sealed.key,
-                    record
+                    record,
+                    hmac_secret: sealed.hmac_secret,
                 }]);
             }
             return Ok(Vec::new());
@@ -215,6 +294,7 @@ impl<P: Platform> Authenticator<P> {
                 id: record.credential_id.clone(),
                 key: sealed.key,
                 record: Some(record),
+                hmac_secret: sealed.hmac_secret,
             });
         }
         Ok(located)
@@ -228,9 +308,27 @@ impl<P: Platform> Authenticator<P> {
         client_data_hash: &[u8],
         flag_bits: u8,
         user_verified: bool,
+        extensions: &crate::extensions::AssertionExtensions,
     ) -> Result<Value, StatusCode> {
+        let outputs = self.assertion_extension_outputs(
+            extensions,
+            crate::extensions::CredentialExtensions {
+                id: &credential.id,
+                hmac_secret: credential.hmac_secret,
+                cred_blob: credential
+                    .record
+                    .as_ref()
+                    .and_then(|record| record.cred_blob.as_deref()),
+            },
+            user_verified,
+        )?;
+        let flag_bits = match outputs {
+            Some(_) => flag_bits | flags::ED,
+            None => flag_bits,
+        };
         let sign_count = self.assertion_count(credential, rp_id_hash)?;
-        let mut message = authenticator_data(rp_id_hash, flag_bits, sign_count, None, None);
+        let mut message =
+            authenticator_data(rp_id_hash, flag_bits, sign_count, None, outputs.as_ref());
         let auth_data_len = message.len();
         message.extend_from_slice(client_data_hash);
         let signature = credential.key.sign(&message)?;
@@ -280,5 +378,22 @@ impl<P: Platform> Authenticator<P> {
             }
             _ => self.next_signature_count(&credential.id),
         }
+    }
+}
+
+/// The largeBlobKey extension's output (§12.3): member 0x07 of the response, for a credential
+/// that has a key (discoverable and made with `largeBlobKey: true`); nothing for the others.
+fn add_large_blob_key(response: &mut Value, credential: &Located) {
+    let Some(key) = credential
+        .record
+        .as_ref()
+        .and_then(|record| record.large_blob_key.as_ref())
+    else {
+        return;
+    };
+    if let Value::Map(entries) = response {
+        let mut members = core::mem::take(entries);
+        members.push((cbor::int(7), cbor::bytes(key.expose())));
+        *response = cbor::map(members);
     }
 }

@@ -6,6 +6,7 @@ use alloc::vec::Vec;
 use crate::authenticator::Authenticator;
 use crate::cbor::{self, Value};
 use crate::credential::{Algorithm, CREDENTIAL_ID_LEN};
+use crate::pin::PinUvAuthProtocol;
 use crate::platform::{BuiltInUv, Platform, Presence};
 use crate::status::StatusCode;
 
@@ -26,6 +27,38 @@ impl<P: Platform> Authenticator<P> {
                 Value::Bool(built_in_uv == BuiltInUv::Configured),
             ));
         }
+        // PIN/UV auth: clientPin (false: supported, no PIN yet), the pinUvAuthToken
+        // subcommands, and non-discoverable credentials without UV unless alwaysUv is on
+        // (toggled by authenticatorConfig, so always reported). No bioEnroll: the built-in
+        // method is enrolled outside CTAP; no uvAcfg: authenticatorConfig takes a PIN.
+        let record = self.pin_record()?;
+        let always_uv = self.always_uv()?;
+        options.extend([
+            (
+                cbor::text("clientPin"),
+                Value::Bool(record.pin_hash.is_some()),
+            ),
+            (cbor::text("pinUvAuthToken"), Value::Bool(true)),
+            (cbor::text("makeCredUvNotRqd"), Value::Bool(!always_uv)),
+            (cbor::text("alwaysUv"), Value::Bool(always_uv)),
+            // authenticatorLargeBlobs, authenticatorConfig and its setMinPINLength.
+            (cbor::text("largeBlobs"), Value::Bool(true)),
+            (cbor::text("authnrCfg"), Value::Bool(true)),
+            (cbor::text("setMinPINLength"), Value::Bool(true)),
+            // authenticatorCredentialManagement, also as the preview command 0x41.
+            (cbor::text("credMgmt"), Value::Bool(true)),
+            (cbor::text("credentialMgmtPreview"), Value::Bool(true)),
+        ]);
+        // Enterprise attestation: absent unless the device can do it, then whether enabled.
+        if let Some(enabled) = self.enterprise_attestation_state()? {
+            options.push((cbor::text("ep"), Value::Bool(enabled)));
+        }
+        let pin_uv_auth_protocols = Value::Array(
+            PinUvAuthProtocol::SUPPORTED
+                .iter()
+                .map(|protocol| cbor::int(protocol.version().into()))
+                .collect(),
+        );
 
         let config = &self.config;
         let mut algorithms = Vec::new();
@@ -45,15 +78,32 @@ impl<P: Platform> Authenticator<P> {
         let transports = texts(&config.transports);
         let aaguid = cbor::bytes(&config.aaguid);
         let firmware_version = config.firmware_version;
+        let max_large_blob_array =
+            u64::try_from(config.max_serialized_large_blob_array).unwrap_or(u64::MAX);
+        let max_min_pin_length_rp_ids =
+            u64::try_from(crate::authenticator_config::MAX_MIN_PIN_LENGTH_RP_IDS)
+                .unwrap_or(u64::MAX);
         let remaining = self.remaining_discoverable()?;
 
         Ok(cbor::map(alloc::vec![
-            // versions: CTAP 2.0 commands; FIDO_2_1 needs the PIN/UV auth token, not offered yet.
-            (cbor::int(0x01), texts(&["FIDO_2_0"])),
-            (cbor::int(0x02), texts(&["credProtect"])),
+            // versions: CTAP1/U2F over CTAPHID_MSG, CTAP 2.0 commands, and CTAP 2.1 (the
+            // pinUvAuthToken).
+            (cbor::int(0x01), texts(&["U2F_V2", "FIDO_2_0", "FIDO_2_1"])),
+            (
+                cbor::int(0x02),
+                texts(&[
+                    crate::extensions::name::CRED_BLOB,
+                    "credProtect",
+                    crate::extensions::name::HMAC_SECRET,
+                    crate::extensions::name::HMAC_SECRET_MC,
+                    "largeBlobKey",
+                    "minPinLength",
+                ])
+            ),
             (cbor::int(0x03), aaguid),
             (cbor::int(0x04), cbor::map(options)),
             (cbor::int(0x05), Value::Integer(max_msg_size.into())),
+            (cbor::int(0x06), pin_uv_auth_protocols),
             (cbor::int(0x07), Value::Integer(max_list.into())),
             (
                 cbor::int(0x08),
@@ -61,7 +111,20 @@ impl<P: Platform> Authenticator<P> {
             ),
             (cbor::int(0x09), transports),
             (cbor::int(0x0A), Value::Array(algorithms)),
+            (cbor::int(0x0B), Value::Integer(max_large_blob_array.into())),
+            (cbor::int(0x0C), Value::Bool(record.force_pin_change)),
+            (cbor::int(0x0D), cbor::int(record.min_pin_length.into())),
             (cbor::int(0x0E), Value::Integer(firmware_version.into())),
+            (
+                cbor::int(0x0F),
+                cbor::int(
+                    i64::try_from(crate::extensions::MAX_CRED_BLOB_LENGTH).unwrap_or(i64::MAX)
+                )
+            ),
+            (
+                cbor::int(0x10),
+                Value::Integer(max_min_pin_length_rp_ids.into())
+            ),
             (cbor::int(0x14), Value::Integer(remaining.into())),
         ]))
     }

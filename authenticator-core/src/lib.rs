@@ -9,6 +9,9 @@
 //!   transport ──request bytes──▶ Authenticator::process ──response bytes──▶ transport
 //!                                      │ Platform: Rng · Store · Presence · Clock
 //! ```
+//!
+//! CTAP1/U2F messages (the APDUs a CTAPHID_MSG carries) go to [`Authenticator::process_u2f`]
+//! instead, which answers with response data and a status word; see [`u2f`].
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -25,14 +28,20 @@ pub use platform::{Clock, Platform, Presence, Store};
 pub use status::StatusCode;
 
 pub mod authenticator;
+pub mod authenticator_config;
 pub mod cbor;
 pub mod config;
 pub mod credential;
+mod credential_management;
+pub mod extensions;
 mod get_assertion;
 mod get_info;
+pub mod large_blobs;
 mod make_credential;
+pub mod pin;
 mod request;
 pub mod storage;
+pub mod u2f;
 
 pub use authenticator::{Authenticator, command};
 pub use config::{AttestationMode, BatchAttestation, Config, CounterMode};

@@ -3,12 +3,15 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use rand_core::Rng;
+
 use crate::authenticator::{Authenticator, authenticator_data, flags, rp_id_hash};
 use crate::cbor::{self, Key, Members, Value};
 use crate::config::{AttestationMode, CounterMode};
 use crate::credential::{Algorithm, PrivateKey, SealedCredential};
+use crate::pin::Permission;
 use crate::platform::{BuiltInUv, Platform, Presence, PresenceKind, PresencePurpose, Store, Write};
-use crate::request::{self, truncate_64};
+use crate::request::{self, PinUvAuthInput, truncate_64};
 use crate::status::StatusCode;
 use crate::storage::{self, ResidentRecord, User};
 
@@ -42,8 +45,16 @@ struct Request<'a> {
     algorithm: Algorithm,
     exclude_list: Vec<request::Descriptor<'a>>,
     cred_protect: Option<u8>,
-    rk: bool,
-    uv: bool,
+    /// hmac-secret, hmac-secret-mc and credBlob (`extensions.rs`).
+    extensions: crate::extensions::MakeCredentialInputs<'a>,
+    options: request::Options,
+    pin_uv_auth: PinUvAuthInput<'a>,
+    /// `enterpriseAttestation`, type-checked only.
+    enterprise_attestation: Option<i64>,
+    /// The `largeBlobKey` extension input (§12.3).
+    large_blob_key: Option<bool>,
+    /// The `minPinLength` extension input (§12.4).
+    min_pin_length: bool,
     format: Format,
 }
 
@@ -56,18 +67,108 @@ impl<P: Platform> Authenticator<P> {
         let rp_id_hash = rp_id_hash(request.rp_id);
         let master = self.master_key()?;
 
-        // Step 11: an excluded credential found ends the ceremony — after a presence test, so
+        // Steps 1–2: the zero-length pinUvAuthParam probe; a pinUvAuthParam needs a protocol.
+        let protocol = self
+            .pin_uv_auth_precheck(
+                &request.pin_uv_auth,
+                PresencePurpose::MakeCredential,
+                request.rp_id,
+            )
+            .await?;
+
+        // Step 5: options. "up" false is invalid here. "uv" asks for the built-in method (and
+        // needs one enrolled); next to a pinUvAuthParam it is ignored.
+        if request.options.up == Some(false) {
+            return Err(StatusCode::InvalidOption);
+        }
+        let built_in_uv = self.platform.presence().built_in_uv() == BuiltInUv::Configured;
+        let mut uv = protocol.is_none() && request.options.uv == Some(true);
+        if uv && !built_in_uv {
+            return Err(StatusCode::InvalidOption);
+        }
+        let rk = request.options.rk == Some(true);
+        let protected = self.protected_by_user_verification()?;
+
+        // largeBlobKey (§12.3): `true` only, and only for a discoverable credential.
+        if request.large_blob_key.is_some_and(|wanted| !wanted || !rk) {
+            return Err(StatusCode::InvalidOption);
+        }
+
+        // Step 6: alwaysUv: some form of user verification, always.
+        if protocol.is_none() && !uv && self.always_uv()? {
+            if built_in_uv {
+                uv = true;
+            } else if protected {
+                return Err(StatusCode::PuatRequired);
+            } else {
+                return Err(StatusCode::PinNotSet);
+            }
+        }
+
+        // Step 7 (makeCredUvNotRqd): a protected authenticator makes a discoverable credential
+        // only with user verification; a non-discoverable one needs none (step 10).
+        if protected && rk && !uv && protocol.is_none() {
+            return Err(StatusCode::PuatRequired);
+        }
+
+        // Step 9: enterprise attestation, only once enabled (see `authenticator_config.rs`).
+        let enterprise = match request.enterprise_attestation {
+            None => false,
+            Some(value) => {
+                if self.enterprise_attestation_state()? != Some(true) {
+                    return Err(StatusCode::InvalidParameter);
+                }
+                match value {
+                    // Vendor-facilitated: no RP ID is on a vendor list here, so as if absent.
+                    1 => false,
+                    // Platform-managed.
+                    2 => true,
+                    _ => return Err(StatusCode::InvalidOption),
+                }
+            }
+        };
+
+        // Step 11: user verification, by pinUvAuthToken or by the built-in method (which also
+        // proves presence).
+        let mut user_verified = false;
+        let mut user_interacted = false;
+        if let (Some(version), Some(param)) = (protocol, request.pin_uv_auth.param) {
+            if !protected {
+                return Err(StatusCode::PinNotSet);
+            }
+            self.verify_pin_uv_auth_param(
+                version,
+                param,
+                request.client_data_hash,
+                Permission::MakeCredential,
+                Some(request.rp_id),
+            )?;
+            user_verified = true;
+        } else if uv {
+            self.perform_built_in_uv(PresencePurpose::MakeCredential, Some(request.rp_id))
+                .await?;
+            user_verified = true;
+            user_interacted = true;
+        }
+        // Presence is already established by the built-in method, or by a token that carries
+        // it (from built-in UV, within its user present time limit).
+        let presence_known = user_interacted || (protocol.is_some() && self.token_user_present());
+
+        // Step 12: an excluded credential found ends the ceremony — after a presence test, so
         // a silent probe cannot learn which credentials exist.
         let excluded = request.exclude_list.iter().any(|descriptor| {
             master
                 .open(&rp_id_hash, descriptor.id)
                 .is_some_and(|sealed| {
                     // A credential that needs UV stays invisible without it (credProtect 3).
-                    let visible = sealed.cred_protect < 3 || request.uv;
+                    let visible = sealed.cred_protect < 3 || user_verified;
                     visible && self.still_exists(&rp_id_hash, descriptor.id, &sealed)
                 })
         });
         if excluded {
+            if presence_known {
+                return Err(StatusCode::CredentialExcluded);
+            }
             // "Regardless of whether user presence is obtained or the authenticator times
             // out": only a host cancel ends it differently.
             let presence = self
@@ -86,36 +187,55 @@ impl<P: Platform> Authenticator<P> {
         // Step 13: refuse early when a discoverable credential would not fit, unless it
         // replaces the account's existing one.
         let user_key = storage::user_key(&rp_id_hash, &request.user.id);
-        let replaced = if request.rk {
+        let replaced = if rk {
             self.platform.store().get(&user_key)?
         } else {
             None
         };
-        if request.rk && replaced.is_none() && self.remaining_discoverable()? == 0 {
+        if rk && replaced.is_none() && self.remaining_discoverable()? == 0 {
             return Err(StatusCode::KeyStoreFull);
         }
 
-        // Step 14: user verification (built-in) or presence. Verification proves presence too.
-        let kind = if request.uv {
-            PresenceKind::UserVerification
-        } else {
-            PresenceKind::UserPresence
-        };
-        self.ask_user(kind, PresencePurpose::MakeCredential, Some(request.rp_id))
+        // Step 14: user presence, unless already established; then the token's cached
+        // presence and verification are used up (its permissions too, except lbw).
+        if !presence_known {
+            self.ask_user(
+                PresenceKind::UserPresence,
+                PresencePurpose::MakeCredential,
+                Some(request.rp_id),
+            )
             .await?;
+        }
+        self.consume_pin_uv_auth_token();
+
+        // Step 15 (extensions): hmac-secret-mc's salts are received and checked before
+        // anything is made or stored.
+        let hmac_secret_mc = request
+            .extensions
+            .hmac_secret_mc
+            .map(|input| self.receive_hmac_secret_salts(&input))
+            .transpose()?;
 
         // Step 15: the key, sealed into its credential ID.
         let (key, public_key) = PrivateKey::generate(request.algorithm, self.platform.rng());
         let cred_protect = request.cred_protect.unwrap_or(1);
         let sealed = SealedCredential {
             key,
-            discoverable: request.rk,
+            discoverable: rk,
             cred_protect,
+            hmac_secret: request.extensions.hmac_secret,
         };
         let credential_id = master.seal(self.platform.rng(), &rp_id_hash, &sealed)?;
+        let cred_blob = request.extensions.cred_blob_to_store(rk);
+        // largeBlobKey: 32 random bytes kept with the (discoverable) credential.
+        let large_blob_key = (request.large_blob_key == Some(true)).then(|| {
+            let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+            self.platform.rng().fill_bytes(bytes.as_mut());
+            storage::LargeBlobKey::new(*bytes)
+        });
 
         // Step 16: a discoverable credential is stored, replacing the account's previous one.
-        if request.rk {
+        if rk {
             self.store_resident(
                 &rp_id_hash,
                 &user_key,
@@ -126,6 +246,8 @@ impl<P: Platform> Authenticator<P> {
                     user: request.user.clone(),
                     sequence: 0,
                     counter: 0,
+                    cred_blob: cred_blob.map(<[u8]>::to_vec),
+                    large_blob_key: large_blob_key.clone(),
                 },
             )?;
         }
@@ -137,14 +259,25 @@ impl<P: Platform> Authenticator<P> {
         };
 
         // Step 17–19: authenticator data with attested credential data and extension outputs.
-        let extensions = request.cred_protect.map(|level| {
-            cbor::map(alloc::vec![(
-                cbor::text("credProtect"),
-                cbor::int(i64::from(level))
-            )])
-        });
+        let mut outputs = self.registration_extension_outputs(
+            &request.extensions,
+            hmac_secret_mc.as_ref(),
+            &credential_id,
+            cred_blob.is_some(),
+            user_verified,
+        )?;
+        if let Some(level) = request.cred_protect {
+            outputs.push((cbor::text("credProtect"), cbor::int(i64::from(level))));
+        }
+        // minPinLength (§12.4): only RPs on the minPinLengthRPIDs list learn it.
+        if request.min_pin_length
+            && let Some(length) = self.min_pin_length_for(request.rp_id)?
+        {
+            outputs.push((cbor::text("minPinLength"), cbor::int(length.into())));
+        }
+        let extensions = (!outputs.is_empty()).then(|| cbor::map(outputs));
         let mut flag_bits = flags::UP | flags::AT | self.backup_flags();
-        if request.uv {
+        if user_verified {
             flag_bits |= flags::UV;
         }
         if extensions.is_some() {
@@ -158,18 +291,29 @@ impl<P: Platform> Authenticator<P> {
             extensions.as_ref(),
         );
 
-        // Step 20: the attestation statement.
+        // Step 20: the attestation statement. An enterprise attestation is the batch one
+        // (`epAtt`); without a batch key the ordinary attestation goes out, without `epAtt`.
         let (format, statement) = self.attestation_statement(
             request.format,
             &sealed.key,
             &auth_data,
             request.client_data_hash,
         )?;
-        Ok(cbor::map(alloc::vec![
+        let enterprise_attested = enterprise
+            && request.format == Format::Packed
+            && matches!(self.config.attestation, AttestationMode::Batch(_));
+        let mut response = alloc::vec![
             (cbor::int(1), cbor::text(format)),
             (cbor::int(2), Value::Bytes(auth_data)),
             (cbor::int(3), statement),
-        ]))
+        ];
+        if enterprise_attested {
+            response.push((cbor::int(4), Value::Bool(true)));
+        }
+        if let Some(key) = &large_blob_key {
+            response.push((cbor::int(5), cbor::bytes(key.expose())));
+        }
+        Ok(cbor::map(response))
     }
 
     fn parse_make_credential<'a>(
@@ -221,25 +365,25 @@ impl<P: Platform> Authenticator<P> {
             },
             None => None,
         };
+        let extension_inputs = crate::extensions::MakeCredentialInputs::parse(extensions)?;
 
         let options = request::options(members.get(Key::Int(key::OPTIONS)))?;
-        request::pin_uv_auth(
+        let pin_uv_auth = request::pin_uv_auth(
             members.get(Key::Int(key::PIN_UV_AUTH_PARAM)),
             members.get(Key::Int(key::PIN_UV_AUTH_PROTOCOL)),
         )?;
-        if let Some(enterprise) = members.get(Key::Int(key::ENTERPRISE_ATTESTATION)) {
-            cbor::as_int(enterprise)?;
-            // Enterprise attestation is not enabled on this authenticator.
-            return Err(StatusCode::InvalidParameter);
-        }
-        // Step 5 options: "up" false is invalid here; "uv" needs a configured built-in method.
-        if options.up == Some(false) {
-            return Err(StatusCode::InvalidOption);
-        }
-        let uv = options.uv == Some(true);
-        if uv && self.platform.presence().built_in_uv() != BuiltInUv::Configured {
-            return Err(StatusCode::InvalidOption);
-        }
+        let enterprise_attestation = members
+            .get(Key::Int(key::ENTERPRISE_ATTESTATION))
+            .map(cbor::as_int)
+            .transpose()?;
+        let extension_bool = |name| {
+            extensions
+                .and_then(|e| e.get(Key::Text(name)))
+                .map(cbor::as_bool)
+                .transpose()
+        };
+        let large_blob_key = extension_bool("largeBlobKey")?;
+        let min_pin_length = extension_bool("minPinLength")? == Some(true);
 
         let format = match members.get(Key::Int(key::ATTESTATION_FORMATS_PREFERENCE)) {
             Some(preference) => attestation_preference(preference)?,
@@ -253,8 +397,12 @@ impl<P: Platform> Authenticator<P> {
             algorithm,
             exclude_list,
             cred_protect,
-            rk: options.rk == Some(true),
-            uv,
+            extensions: extension_inputs,
+            options,
+            pin_uv_auth,
+            enterprise_attestation,
+            large_blob_key,
+            min_pin_length,
             format,
         })
     }

@@ -103,6 +103,14 @@ pub enum PresencePurpose {
     Reset,
     /// authenticatorSelection.
     Selection,
+    /// authenticatorClientPIN getPinUvAuthTokenUsingUvWithPermissions: the built-in method
+    /// verifies the user so that a pinUvAuthToken can be issued.
+    GetPinUvAuthToken,
+    /// U2F_REGISTER (CTAP1 over CTAPHID_MSG). The RP ID is unknown there: only its hash, the
+    /// application parameter, is sent.
+    U2fRegister,
+    /// U2F_AUTHENTICATE with "enforce-user-presence-and-sign" (CTAP1 over CTAPHID_MSG).
+    U2fAuthenticate,
 }
 
 /// A request for user presence or verification.

@@ -72,26 +72,26 @@ pub(crate) fn extensions(value: Option<&Value>) -> Result<Option<Members<'_>>, S
         .transpose()
 }
 
-/// Checks `pinUvAuthParam`/`pinUvAuthProtocol`. This authenticator offers no PIN/UV auth
-/// protocol yet, so a present `pinUvAuthParam` is answered as CTAP 2.1 prescribes for an
-/// authenticator without clientPin: the protocol is unsupported.
-pub(crate) fn pin_uv_auth(
-    param: Option<&Value>,
-    protocol: Option<&Value>,
-) -> Result<(), StatusCode> {
-    if let Some(protocol) = protocol {
-        cbor::as_int(protocol)?;
-    }
-    match param {
-        None => Ok(()),
-        Some(param) => {
-            cbor::as_bytes(param)?;
-            match protocol {
-                None => Err(StatusCode::MissingParameter),
-                Some(_) => Err(StatusCode::InvalidParameter),
-            }
-        }
-    }
+/// The `pinUvAuthParam` and `pinUvAuthProtocol` members of makeCredential and getAssertion,
+/// type-checked (bytes and an integer); the PIN/UV steps themselves are in
+/// [`Authenticator::pin_uv_auth_precheck`](crate::Authenticator) and
+/// `verify_pin_uv_auth_param`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PinUvAuthInput<'a> {
+    /// `pinUvAuthParam`; an empty one is the "pick an authenticator" probe.
+    pub param: Option<&'a [u8]>,
+    /// `pinUvAuthProtocol`.
+    pub protocol: Option<i64>,
+}
+
+pub(crate) fn pin_uv_auth<'a>(
+    param: Option<&'a Value>,
+    protocol: Option<&'a Value>,
+) -> Result<PinUvAuthInput<'a>, StatusCode> {
+    Ok(PinUvAuthInput {
+        param: param.map(cbor::as_bytes).transpose()?,
+        protocol: protocol.map(cbor::as_int).transpose()?,
+    })
 }
 
 /// Truncates text to at most 64 bytes at a character boundary, as CTAP allows authenticators

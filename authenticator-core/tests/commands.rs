@@ -72,7 +72,11 @@ fn get_info_reports_what_is_implemented() {
     let info = body.unwrap();
     assert_eq!(
         member(&info, 1),
-        Some(&Value::Array(vec![text("FIDO_2_0")]))
+        Some(&Value::Array(vec![
+            text("U2F_V2"),
+            text("FIDO_2_0"),
+            text("FIDO_2_1")
+        ]))
     );
     assert_eq!(
         member(&info, 3),
@@ -87,6 +91,36 @@ fn get_info_reports_what_is_implemented() {
         None,
         "no built-in UV, so no uv option"
     );
+    // PIN/UV auth: supported, no PIN yet; tokens; non-discoverable credentials without UV.
+    assert_eq!(text_member(options, "clientPin"), Some(&Value::Bool(false)));
+    assert_eq!(
+        text_member(options, "pinUvAuthToken"),
+        Some(&Value::Bool(true))
+    );
+    assert_eq!(
+        text_member(options, "makeCredUvNotRqd"),
+        Some(&Value::Bool(true))
+    );
+    // No built-in method to enroll, and PIN tokens carry mc/ga.
+    for absent in ["bioEnroll", "noMcGaPermissionsWithClientPin"] {
+        assert_eq!(text_member(options, absent), None, "{absent}");
+    }
+    assert_ne!(
+        text_member(options, "alwaysUv"),
+        Some(&Value::Bool(true)),
+        "alwaysUv is off by default"
+    );
+    assert_eq!(
+        member(&info, 6),
+        Some(&Value::Array(vec![int(2), int(1)])),
+        "pinUvAuthProtocols, two preferred"
+    );
+    assert_eq!(
+        member(&info, 0x0C),
+        Some(&Value::Bool(false)),
+        "forcePINChange"
+    );
+    assert_eq!(member(&info, 0x0D), Some(&int(4)), "minPINLength");
     assert_eq!(member(&info, 5), Some(&int(7609)));
     assert_eq!(member(&info, 8), Some(&int(64)));
     assert_eq!(member(&info, 0x14), Some(&int(100)));
@@ -763,8 +797,14 @@ fn names_are_returned_after_user_verification_and_truncated() {
     let mut device = emulator();
     device.platform_mut().presence.built_in_uv = BuiltInUv::Configured;
     let long_name = "é".repeat(40); // 80 bytes
+    // With built-in UV enrolled the authenticator is protected: a discoverable credential
+    // needs user verification (makeCredUvNotRqd).
     let params = with(
-        rk(make_credential_params("example.com", b"u1", &[ES256])),
+        with(
+            make_credential_params("example.com", b"u1", &[ES256]),
+            7,
+            tmap(&[("rk", Value::Bool(true)), ("uv", Value::Bool(true))]),
+        ),
         3,
         tmap(&[
             ("id", Value::Bytes(b"u1".to_vec())),

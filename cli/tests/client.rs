@@ -118,11 +118,19 @@ fn info_register_login_reset() {
 
     let info = json(&daemon, &["info", "--json"]);
     assert_eq!(info["device"], daemon.device.as_str());
-    assert_eq!(info["versions"], serde_json::json!(["FIDO_2_0"]));
+    assert_eq!(
+        info["versions"],
+        serde_json::json!(["U2F_V2", "FIDO_2_0", "FIDO_2_1"])
+    );
     assert_eq!(info["aaguid"], "5f4d3c2b-1a09-4e8f-9d6c-0b1a2f3e4d5c");
     assert_eq!(info["max_msg_size"], 7609);
     assert_eq!(info["options"]["rk"], true);
     assert_eq!(info["options"]["up"], true);
+    assert_eq!(info["options"]["clientPin"], false);
+    assert_eq!(info["options"]["pinUvAuthToken"], true);
+    assert_eq!(info["pin_uv_auth_protocols"], serde_json::json!([2, 1]));
+    assert_eq!(info["min_pin_length"], 4);
+    assert_eq!(info["force_pin_change"], false);
     assert_eq!(info["remaining_discoverable_credentials"], 100);
     let algorithms: Vec<i64> = info["algorithms"]
         .as_array()
@@ -135,7 +143,7 @@ fn info_register_login_reset() {
     assert_eq!(info["ctaphid"]["protocol_version"], 2);
     assert_eq!(
         info["ctaphid"]["capabilities"],
-        serde_json::json!(["WINK", "CBOR", "NMSG"])
+        serde_json::json!(["WINK", "CBOR"])
     );
 
     // A discoverable ES256 credential.

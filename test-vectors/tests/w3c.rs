@@ -6,6 +6,11 @@
 //! ceremony lets a caller choose, so these tests call the core's building blocks directly:
 //! [`PrivateKey::from_secret`], [`PrivateKey::public_cose_key`], [`PrivateKey::sign`] and
 //! [`authenticator_data`].
+//!
+//! The PRF → hmac-secret vectors go through an authenticator whose random numbers are the
+//! vector's (its key-agreement scalar, protocol two's IV), and its hmac-secret processing with
+//! the vector's CredRandom ([`Authenticator::hmac_secret_with_cred_random`]; a real credential's
+//! CredRandom is derived from the device master key).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,11 +19,14 @@
     reason = "test helpers outside #[test] functions: a failure is a test failure"
 )]
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 
 use authenticator_core::authenticator::{authenticator_data, rp_id_hash};
-use authenticator_core::cbor;
 use authenticator_core::credential::{Algorithm, PrivateKey};
+use authenticator_core::testing::{ScriptedPresence, TestClock};
+use authenticator_core::{Authenticator, Config, MemoryStore, Platform, block_on, cbor};
 use ciborium::Value;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
@@ -29,11 +37,9 @@ const CHECKED: &[&str] = &[
     "packed-es256",
     "packed-ed25519",
     "none-es256",
-];
-const NOT_APPLICABLE: &[(&str, &str)] = &[(
     "prf-hmac-secret",
-    "the core does not implement the hmac-secret extension yet",
-)];
+];
+const NOT_APPLICABLE: &[(&str, &str)] = &[];
 
 fn w3c_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("w3c")
@@ -335,4 +341,307 @@ fn every_w3c_file_is_accounted_for() {
     for (name, why) in NOT_APPLICABLE {
         println!("w3c vector not applicable: {name} ({why})");
     }
+}
+
+// ------------------------------------------------------------------ PRF → hmac-secret
+
+/// Random numbers for an authenticator under test: exactly the bytes given, in order. Asking
+/// for one more is a test failure, so every draw the core makes is accounted for.
+#[derive(Debug)]
+struct ScriptedRng(VecDeque<u8>);
+
+impl rand_core::TryRng for ScriptedRng {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut bytes = [0; 4];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u32::from_le_bytes(bytes))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut bytes = [0; 8];
+        self.try_fill_bytes(&mut bytes)?;
+        Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for byte in dst {
+            *byte = self
+                .0
+                .pop_front()
+                .expect("the core drew more random bytes than the vector provides");
+        }
+        Ok(())
+    }
+}
+
+impl rand_core::TryCryptoRng for ScriptedRng {}
+
+/// The test double's store, presence and clock, with [`ScriptedRng`].
+#[derive(Debug)]
+struct VectorPlatform {
+    rng: ScriptedRng,
+    store: MemoryStore,
+    presence: ScriptedPresence,
+    clock: TestClock,
+}
+
+impl Platform for VectorPlatform {
+    type Rng = ScriptedRng;
+    type Store = MemoryStore;
+    type Presence = ScriptedPresence;
+    type Clock = TestClock;
+
+    fn rng(&mut self) -> &mut ScriptedRng {
+        &mut self.rng
+    }
+    fn store(&mut self) -> &mut MemoryStore {
+        &mut self.store
+    }
+    fn presence(&mut self) -> &mut ScriptedPresence {
+        &mut self.presence
+    }
+    fn clock(&self) -> &TestClock {
+        &self.clock
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{KeyInit, Mac};
+    let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// AES-256-CBC decryption without padding, chained over the block cipher.
+fn cbc_decrypt(key: &[u8], iv: &[u8], ciphertext: &[u8]) -> Vec<u8> {
+    use aes::cipher::{BlockCipherDecrypt, KeyInit};
+    assert_eq!(ciphertext.len() % 16, 0);
+    let cipher = aes::Aes256::new_from_slice(key).unwrap();
+    let mut previous: [u8; 16] = iv.try_into().unwrap();
+    let mut out = Vec::new();
+    for chunk in ciphertext.chunks(16) {
+        let block: [u8; 16] = chunk.try_into().unwrap();
+        let mut array = block.into();
+        cipher.decrypt_block(&mut array);
+        let plain: [u8; 16] = array.into();
+        out.extend(plain.iter().zip(previous).map(|(a, b)| a ^ b));
+        previous = block;
+    }
+    out
+}
+
+/// The platform's half of the vector's key agreement, computed here from the spec: the shared
+/// secret (protocol one: SHA-256(Z); two: HKDF "CTAP2 HMAC key" ‖ "CTAP2 AES key") and the
+/// platform's COSE_Key.
+fn platform_side(json: &Json, protocol: u8) -> (Vec<u8>, Value) {
+    let scalar: [u8; 32] = hex_at(json, &["shared", "platform_key_agreement_private_key"])
+        .try_into()
+        .unwrap();
+    let secret = p256::SecretKey::from_bytes(&scalar.into()).unwrap();
+    let mut peer = vec![0x04];
+    peer.extend(hex_at(
+        json,
+        &["shared", "authenticator_key_agreement_public_key_x"],
+    ));
+    peer.extend(hex_at(
+        json,
+        &["shared", "authenticator_key_agreement_public_key_y"],
+    ));
+    let peer = p256::PublicKey::from_sec1_bytes(&peer).unwrap();
+    let z = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), peer.as_affine());
+    let z = z.raw_secret_bytes().to_vec();
+    let shared = if protocol == 1 {
+        Sha256::digest(&z).to_vec()
+    } else {
+        // HKDF-SHA-256 with a 32-byte output: extract, then one expand block.
+        let prk = hmac_sha256(&[0; 32], &z);
+        let expand = |info: &[u8]| hmac_sha256(&prk, &[info, &[0x01]].concat());
+        [expand(b"CTAP2 HMAC key"), expand(b"CTAP2 AES key")].concat()
+    };
+    use p256::elliptic_curve::sec1::ToSec1Point;
+    let point = secret.public_key().to_sec1_point(false);
+    let cose = cbor::map(vec![
+        (cbor::int(1), cbor::int(2)),
+        (cbor::int(3), cbor::int(-25)),
+        (cbor::int(-1), cbor::int(1)),
+        (cbor::int(-2), cbor::bytes(point.x().unwrap())),
+        (cbor::int(-3), cbor::bytes(point.y().unwrap())),
+    ]);
+    (shared, cose)
+}
+
+/// One PRF case, through the core: returns what was checked.
+fn check_prf_case(json: &Json, case: &Json) -> Vec<String> {
+    let name = case["name"].as_str().unwrap();
+    let protocol = u8::try_from(case["pin_uv_auth_protocol"].as_u64().unwrap()).unwrap();
+    let hex_of = |key: &str| hex::decode(case[key].as_str().unwrap()).unwrap();
+    let two_inputs = case.get("salt2").is_some();
+    let mut checked = Vec::new();
+
+    // The client's side, from the spec: salts from the PRF inputs, the shared secret.
+    let salt_of = |input: &str| {
+        Sha256::digest([b"WebAuthn PRF".as_slice(), &[0x00], &hex_of(input)].concat()).to_vec()
+    };
+    let mut salts = salt_of("prf_eval_first");
+    assert_eq!(salts, hex_of("salt1"), "{name}: salt1");
+    if two_inputs {
+        let salt2 = salt_of("prf_eval_second");
+        assert_eq!(salt2, hex_of("salt2"), "{name}: salt2");
+        salts.extend(salt2);
+    }
+    let (shared, platform_key) = platform_side(json, protocol);
+    assert_eq!(
+        hex::encode(&shared),
+        case["shared_secret"].as_str().unwrap()
+    );
+    let (hmac_key, aes_key) = if protocol == 1 {
+        (&shared[..], &shared[..])
+    } else {
+        (&shared[..32], &shared[32..])
+    };
+    let salt_enc = hex_of("salt_enc");
+    let (iv, body) = if protocol == 1 {
+        (vec![0; 16], &salt_enc[..])
+    } else {
+        (salt_enc[..16].to_vec(), &salt_enc[16..])
+    };
+    assert_eq!(cbc_decrypt(aes_key, &iv, body), salts, "{name}: saltEnc");
+    // saltAuth is not in the vector: authenticate(sharedSecret, saltEnc).
+    let mac = hmac_sha256(hmac_key, &salt_enc);
+    let salt_auth = if protocol == 1 { &mac[..16] } else { &mac[..] };
+
+    // The authenticator: its key-agreement scalar, then (protocol two) its output IV, are the
+    // vector's random numbers.
+    let mut random: Vec<u8> = hex_at(
+        json,
+        &[
+            "recomputed_from_spec_formulas",
+            "authenticator_key_agreement_private_key",
+        ],
+    );
+    if protocol == 2 {
+        random.extend(hex_at(
+            json,
+            &[
+                "recomputed_from_spec_formulas",
+                &format!("iv_output_enc_{name}"),
+            ],
+        ));
+    }
+    let platform = VectorPlatform {
+        rng: ScriptedRng(random.into()),
+        store: MemoryStore::new(),
+        presence: ScriptedPresence::default(),
+        clock: TestClock::default(),
+    };
+    let mut device = Authenticator::new(platform, Config::security_key());
+
+    // getKeyAgreement gives the vector's authenticator public key.
+    let request = [
+        vec![0x06],
+        cbor::to_vec(&cbor::map(vec![
+            (cbor::int(1), cbor::int(protocol.into())),
+            (cbor::int(2), cbor::int(2)),
+        ])),
+    ]
+    .concat();
+    let response = block_on(device.process(&request));
+    assert_eq!(response[0], 0, "{name}: getKeyAgreement");
+    let body: Value = ciborium::de::from_reader(&response[1..]).unwrap();
+    let authenticator_key = &body.as_map().unwrap()[0].1;
+    let coordinate = |label: i64| {
+        authenticator_key
+            .as_map()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| *k == cbor::int(label))
+            .unwrap()
+            .1
+            .as_bytes()
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        coordinate(-2),
+        hex_at(
+            json,
+            &["shared", "authenticator_key_agreement_public_key_x"]
+        )
+    );
+    assert_eq!(
+        coordinate(-3),
+        hex_at(
+            json,
+            &["shared", "authenticator_key_agreement_public_key_y"]
+        )
+    );
+    checked.push("authenticator key agreement".to_owned());
+
+    // hmac-secret's getAssertion input, processed with the vector's CredRandom.
+    let input = cbor::map(vec![
+        (cbor::int(1), platform_key),
+        (cbor::int(2), cbor::bytes(&salt_enc)),
+        (cbor::int(3), cbor::bytes(salt_auth)),
+        (cbor::int(4), cbor::int(protocol.into())),
+    ]);
+    let cred_random: [u8; 32] = hex_at(json, &["shared", "authenticator_cred_random"])
+        .try_into()
+        .unwrap();
+    let output_enc = device
+        .hmac_secret_with_cred_random(&input, &cred_random)
+        .unwrap_or_else(|status| panic!("{name}: hmac-secret failed with {status:?}"));
+    assert_eq!(
+        hex::encode(&output_enc),
+        case["output_enc"].as_str().unwrap(),
+        "{name}: output_enc"
+    );
+    assert!(
+        device.platform().rng.0.is_empty(),
+        "{name}: the IV was not the vector's"
+    );
+    checked.push(format!("output_enc (protocol {protocol}) byte for byte"));
+
+    // The outputs inside, and the PRF results they are.
+    let (iv, body) = if protocol == 1 {
+        (vec![0; 16], &output_enc[..])
+    } else {
+        (output_enc[..16].to_vec(), &output_enc[16..])
+    };
+    let outputs = cbc_decrypt(aes_key, &iv, body);
+    let output1 = hmac_sha256(&cred_random, &salts[..32]);
+    assert_eq!(output1.to_vec(), hex_of("output1"));
+    assert_eq!(output1.to_vec(), hex_of("prf_results_first"));
+    assert_eq!(outputs[..32], output1);
+    if two_inputs {
+        let output2 = hmac_sha256(&cred_random, &salts[32..]);
+        assert_eq!(output2.to_vec(), hex_of("output2"));
+        assert_eq!(output2.to_vec(), hex_of("prf_results_second"));
+        assert_eq!(outputs[32..], output2);
+        assert_eq!(outputs.len(), 64);
+    } else {
+        assert_eq!(outputs.len(), 32);
+    }
+    checked.push(format!(
+        "{} HMAC output{}",
+        if two_inputs { 2 } else { 1 },
+        if two_inputs { "s" } else { "" }
+    ));
+    println!("w3c prf-hmac-secret {name}: checked {}", checked.join(", "));
+    checked
+}
+
+#[test]
+fn prf_hmac_secret() {
+    let json = load("prf-hmac-secret");
+    let cases = json["cases"].as_array().unwrap();
+    let mut protocols = Vec::new();
+    for case in cases {
+        let checked = check_prf_case(&json, case);
+        assert_eq!(checked.len(), 3);
+        protocols.push(case["pin_uv_auth_protocol"].as_u64().unwrap());
+    }
+    // Single input with protocols one and two, two inputs with protocol two.
+    assert_eq!(protocols, [2, 2, 1]);
 }

@@ -2,6 +2,8 @@
 //! signature checks (RustCrypto verifiers, not our signing code).
 #![allow(dead_code)]
 
+pub mod pin;
+
 use authenticator_core::cbor::{self, Value};
 use authenticator_core::testing::TestPlatform;
 use authenticator_core::{Authenticator, Config, block_on};

@@ -34,6 +34,8 @@ mod command {
     pub const RESET: u8 = 0x07;
     pub const GET_NEXT_ASSERTION: u8 = 0x08;
     pub const SELECTION: u8 = 0x0B;
+    pub const LARGE_BLOBS: u8 = 0x0C;
+    pub const CONFIG: u8 = 0x0D;
 }
 
 /// CTAP status bytes (CTAP 2.1 §8.2), written out here rather than taken from the core.
@@ -41,6 +43,7 @@ mod status {
     pub const OK: u8 = 0x00;
     pub const INVALID_COMMAND: u8 = 0x01;
     pub const INVALID_LENGTH: u8 = 0x03;
+    pub const INVALID_SEQ: u8 = 0x04;
     pub const CBOR_UNEXPECTED_TYPE: u8 = 0x11;
     pub const INVALID_CBOR: u8 = 0x12;
     pub const MISSING_PARAMETER: u8 = 0x14;
@@ -53,6 +56,12 @@ mod status {
     pub const NO_CREDENTIALS: u8 = 0x2E;
     pub const USER_ACTION_TIMEOUT: u8 = 0x2F;
     pub const NOT_ALLOWED: u8 = 0x30;
+    pub const PIN_INVALID: u8 = 0x31;
+    pub const PIN_AUTH_BLOCKED: u8 = 0x34;
+    pub const PIN_NOT_SET: u8 = 0x35;
+    pub const PUAT_REQUIRED: u8 = 0x36;
+    pub const INTEGRITY_FAILURE: u8 = 0x3D;
+    pub const INVALID_SUBCOMMAND: u8 = 0x3E;
     pub const UV_INVALID: u8 = 0x3F;
 }
 
@@ -337,6 +346,8 @@ fn asserted(credential: &'static str, cdh: &[u8], flags: u8, counter: u32) -> As
 struct InfoExpect {
     plat: bool,
     uv: Option<bool>,
+    /// The `clientPin` option: whether a PIN is set.
+    client_pin: bool,
     transports: &'static [&'static str],
     remaining: u64,
 }
@@ -349,6 +360,20 @@ enum Check {
     Info(InfoExpect),
     Registration(RegExpect),
     Assertion(AssertExpect),
+    /// clientPIN getKeyAgreement: a P-256 COSE_Key; the platform side agrees a secret with it.
+    KeyAgreement {
+        protocol: u8,
+    },
+    /// clientPIN getPINRetries.
+    PinRetries {
+        retries: u64,
+        power_cycle: bool,
+    },
+    /// A clientPIN subcommand answering `{2: encrypted pinUvAuthToken}`, decrypted with the
+    /// current shared secret and kept for the next pinUvAuthParam.
+    Token,
+    /// An authenticatorLargeBlobs read answering `{1: these bytes}`.
+    LargeBlobFragment(Vec<u8>),
 }
 
 /// A credential returned by a checked registration.
@@ -761,7 +786,12 @@ fn check_assertion(body: &[u8], expect: &AssertExpect, credential: &Registered) 
 fn check_info(body: &[u8], expect: &InfoExpect) -> Result<()> {
     let response = decode_canonical(body)?;
     let members = Members::of(&response)?;
-    members.keys_are(&[1, 2, 3, 4, 5, 7, 8, 9, 0x0A, 0x0E, 0x14].map(int))?;
+    members.keys_are(
+        &[
+            1, 2, 3, 4, 5, 6, 7, 8, 9, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F, 0x10, 0x14,
+        ]
+        .map(int),
+    )?;
     let texts = |key: i64| -> Result<Vec<String>> {
         match members.need(&int(key))? {
             Value::Array(items) => items
@@ -771,13 +801,42 @@ fn check_info(body: &[u8], expect: &InfoExpect) -> Result<()> {
             other => bail!("member {key} is {other:?}"),
         }
     };
-    ensure!(texts(1)? == ["FIDO_2_0"], "versions {:?}", texts(1)?);
-    ensure!(texts(2)? == ["credProtect"], "extensions {:?}", texts(2)?);
+    ensure!(
+        texts(1)? == ["U2F_V2", "FIDO_2_0", "FIDO_2_1"],
+        "versions {:?}",
+        texts(1)?
+    );
+    ensure!(
+        texts(2)?
+            == [
+                "credBlob",
+                "credProtect",
+                "hmac-secret",
+                "hmac-secret-mc",
+                "largeBlobKey",
+                "minPinLength"
+            ],
+        "extensions {:?}",
+        texts(2)?
+    );
     ensure!(as_bytes(members.need(&int(3))?)? == AAGUID, "aaguid");
 
     let options_value = members.need(&int(4))?;
     let option_members = Members::of(options_value)?;
-    let mut expected = vec![("rk", true), ("up", true), ("plat", expect.plat)];
+    let mut expected = vec![
+        ("rk", true),
+        ("up", true),
+        ("plat", expect.plat),
+        ("clientPin", expect.client_pin),
+        ("pinUvAuthToken", true),
+        ("makeCredUvNotRqd", true),
+        ("credMgmt", true),
+        ("credentialMgmtPreview", true),
+        ("alwaysUv", false),
+        ("largeBlobs", true),
+        ("authnrCfg", true),
+        ("setMinPINLength", true),
+    ];
     if let Some(uv) = expect.uv {
         expected.push(("uv", uv));
     }
@@ -792,6 +851,10 @@ fn check_info(body: &[u8], expect: &InfoExpect) -> Result<()> {
     ensure!(
         as_int(members.need(&int(5))?)? >= 1024,
         "maxMsgSize below the CTAP minimum"
+    );
+    ensure!(
+        *members.need(&int(6))? == Value::Array(vec![int(2), int(1)]),
+        "pinUvAuthProtocols"
     );
     ensure!(
         as_int(members.need(&int(7))?)? >= 1,
@@ -810,12 +873,196 @@ fn check_info(body: &[u8], expect: &InfoExpect) -> Result<()> {
         *members.need(&int(0x0A))? == Value::Array(algorithms),
         "algorithms"
     );
+    ensure!(!as_bool(members.need(&int(0x0C))?)?, "forcePINChange");
+    ensure!(as_int(members.need(&int(0x0D))?)? == 4, "minPINLength");
     as_int(members.need(&int(0x0E))?).context("firmwareVersion")?;
+    ensure!(
+        as_int(members.need(&int(0x0F))?)? == 32,
+        "maxCredBlobLength"
+    );
+    // The host profiles keep at least 4 KiB of large blobs (CTAP's minimum is 1 KiB).
+    ensure!(
+        as_int(members.need(&int(0x0B))?)? >= 4096,
+        "maxSerializedLargeBlobArray"
+    );
+    ensure!(
+        as_int(members.need(&int(0x10))?)? == 8,
+        "maxRPIDsForSetMinPINLength"
+    );
     ensure!(
         as_int(members.need(&int(0x14))?)? == i128::from(expect.remaining),
         "remainingDiscoverableCredentials"
     );
     Ok(())
+}
+
+// ----------------------------------------------------------------------------------------------
+// The platform side of the PIN/UV auth protocols (CTAP 2.1 §6.5.6, §6.5.7)
+// ----------------------------------------------------------------------------------------------
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Result<[u8; 32]> {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(|_| anyhow!("HMAC key"))?;
+    mac.update(message);
+    Ok(mac.finalize().into_bytes().into())
+}
+
+/// AES-256-CBC without padding, chained here over the block cipher.
+fn cbc(key: &[u8], iv: [u8; 16], data: &[u8], encrypt: bool) -> Result<Vec<u8>> {
+    use aes::cipher::{BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
+    ensure!(
+        data.len().is_multiple_of(16),
+        "CBC data of {} bytes",
+        data.len()
+    );
+    let cipher = aes::Aes256::new_from_slice(key).map_err(|_| anyhow!("AES key"))?;
+    let mut previous = iv;
+    let mut out = Vec::with_capacity(data.len());
+    for chunk in data.chunks(16) {
+        let block: [u8; 16] = chunk.try_into()?;
+        if encrypt {
+            let mut mixed = [0u8; 16];
+            for ((m, b), p) in mixed.iter_mut().zip(block).zip(previous) {
+                *m = b ^ p;
+            }
+            let mut array = mixed.into();
+            cipher.encrypt_block(&mut array);
+            previous = array.into();
+            out.extend_from_slice(&previous);
+        } else {
+            let mut array = block.into();
+            cipher.decrypt_block(&mut array);
+            let plain: [u8; 16] = array.into();
+            out.extend(plain.iter().zip(previous).map(|(a, b)| a ^ b));
+            previous = block;
+        }
+    }
+    Ok(out)
+}
+
+/// The platform's half of one key agreement: its COSE_Key and the secret it shares.
+#[derive(Debug, Clone)]
+struct PinSession {
+    protocol: u8,
+    key_agreement: Value,
+    /// Protocol one: SHA-256(Z). Protocol two: HKDF "CTAP2 HMAC key" ‖ "CTAP2 AES key".
+    shared: Vec<u8>,
+    /// Seeds protocol two's IVs, so that vectors are reproducible.
+    label: String,
+    encryptions: u32,
+}
+
+impl PinSession {
+    fn aes_key(&self) -> &[u8] {
+        self.shared
+            .get(self.shared.len() - 32..)
+            .unwrap_or_default()
+    }
+
+    fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>> {
+        if self.protocol == 1 {
+            return cbc(self.aes_key(), [0; 16], plaintext, true);
+        }
+        self.encryptions += 1;
+        let seed = format!("{} iv {}", self.label, self.encryptions);
+        let iv: [u8; 16] = Sha256::digest(seed.as_bytes())
+            .get(..16)
+            .ok_or_else(|| anyhow!("digest"))?
+            .try_into()?;
+        let mut out = iv.to_vec();
+        out.extend(cbc(self.aes_key(), iv, plaintext, true)?);
+        Ok(out)
+    }
+
+    fn decrypt(&self, ciphertext: &[u8]) -> Result<Vec<u8>> {
+        if self.protocol == 1 {
+            return cbc(self.aes_key(), [0; 16], ciphertext, false);
+        }
+        ensure!(ciphertext.len() >= 16, "ciphertext without an IV");
+        let (iv, body) = ciphertext.split_at(16);
+        cbc(self.aes_key(), iv.try_into()?, body, false)
+    }
+
+    /// authenticate(sharedSecret, message).
+    fn authenticate(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let key = self
+            .shared
+            .get(..32)
+            .ok_or_else(|| anyhow!("shared secret"))?;
+        authenticate(self.protocol, key, message)
+    }
+}
+
+/// authenticate(key, message): HMAC-SHA-256, its first 16 bytes for protocol one.
+fn authenticate(protocol: u8, key: &[u8], message: &[u8]) -> Result<Vec<u8>> {
+    let mac = hmac_sha256(key, message)?;
+    let len = if protocol == 1 { 16 } else { 32 };
+    Ok(mac.get(..len).unwrap_or_default().to_vec())
+}
+
+/// Checks a getKeyAgreement response — `{1: COSE_Key}`, EC2, alg -25, P-256, a point on the
+/// curve — and agrees a secret with it from a platform key fixed by `label`.
+fn check_key_agreement(body: &[u8], protocol: u8, label: &str) -> Result<PinSession> {
+    use p256::elliptic_curve::sec1::ToSec1Point;
+    let response = decode_canonical(body)?;
+    let members = Members::of(&response)?;
+    members.keys_are(&[int(1)])?;
+    let key = Members::of(members.need(&int(1))?)?;
+    key.keys_are(&[int(1), int(3), int(-1), int(-2), int(-3)])?;
+    ensure!(as_int(key.need(&int(1))?)? == 2, "kty EC2");
+    ensure!(as_int(key.need(&int(3))?)? == -25, "alg -25");
+    ensure!(as_int(key.need(&int(-1))?)? == 1, "crv P-256");
+    let mut point = vec![0x04];
+    point.extend_from_slice(as_bytes(key.need(&int(-2))?)?);
+    point.extend_from_slice(as_bytes(key.need(&int(-3))?)?);
+    let peer = p256::PublicKey::from_sec1_bytes(&point)
+        .map_err(|_| anyhow!("the key-agreement key is not a P-256 point"))?;
+
+    let scalar_bytes: [u8; 32] = Sha256::digest(label.as_bytes()).into();
+    let secret = p256::NonZeroScalar::try_from(scalar_bytes.as_slice())
+        .map_err(|_| anyhow!("platform scalar"))?;
+    let z = p256::ecdh::diffie_hellman(secret, peer.as_affine());
+    let z = z.raw_secret_bytes().to_vec();
+    let shared = if protocol == 1 {
+        Sha256::digest(&z).to_vec()
+    } else {
+        // HKDF-SHA-256 with a zero salt: extract, then one expand block per key.
+        let prk = hmac_sha256(&[0; 32], &z)?;
+        let mut keys = hmac_sha256(&prk, b"CTAP2 HMAC key\x01")?.to_vec();
+        keys.extend(hmac_sha256(&prk, b"CTAP2 AES key\x01")?);
+        keys
+    };
+    let own = p256::PublicKey::from_secret_scalar(&secret).to_sec1_point(false);
+    let key_agreement = map(vec![
+        (int(1), int(2)),
+        (int(3), int(-25)),
+        (int(-1), int(1)),
+        (int(-2), bytes(own.x().ok_or_else(|| anyhow!("x"))?)),
+        (int(-3), bytes(own.y().ok_or_else(|| anyhow!("y"))?)),
+    ])?;
+    Ok(PinSession {
+        protocol,
+        key_agreement,
+        shared,
+        label: label.to_owned(),
+        encryptions: 0,
+    })
+}
+
+/// A PIN padded with zeros to 64 bytes.
+fn padded_pin(pin: &str) -> Vec<u8> {
+    let mut out = pin.as_bytes().to_vec();
+    out.resize(64, 0);
+    out
+}
+
+/// LEFT(SHA-256(pin), 16).
+fn pin_hash(pin: &str) -> Vec<u8> {
+    Sha256::digest(pin.as_bytes())
+        .get(..16)
+        .unwrap_or_default()
+        .to_vec()
 }
 
 // ----------------------------------------------------------------------------------------------
@@ -827,6 +1074,10 @@ struct Recorder {
     session: Session,
     steps: Vec<Step>,
     credentials: BTreeMap<&'static str, Registered>,
+    /// The platform's side of the last key agreement (clientPIN).
+    pin: Option<PinSession>,
+    /// The last pinUvAuthToken received.
+    token: Option<Vec<u8>>,
 }
 
 impl Recorder {
@@ -893,6 +1144,50 @@ impl Recorder {
                     .ok_or_else(|| anyhow!("no credential labelled {:?}", expect.credential))?;
                 check_assertion(body, expect, credential)?;
             }
+            Check::KeyAgreement { protocol } => {
+                let label = format!("platform key {}", self.steps.len());
+                self.pin = Some(check_key_agreement(body, *protocol, &label)?);
+            }
+            Check::PinRetries {
+                retries,
+                power_cycle,
+            } => {
+                let response = decode_canonical(body)?;
+                let members = Members::of(&response)?;
+                members.keys_are(&[int(3), int(4)])?;
+                ensure!(
+                    as_int(members.need(&int(3))?)? == i128::from(*retries),
+                    "pinRetries"
+                );
+                ensure!(
+                    as_bool(members.need(&int(4))?)? == *power_cycle,
+                    "powerCycleState"
+                );
+            }
+            Check::Token => {
+                let response = decode_canonical(body)?;
+                let members = Members::of(&response)?;
+                members.keys_are(&[int(2)])?;
+                let pin = self
+                    .pin
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("no key agreement"))?;
+                let encrypted = as_bytes(members.need(&int(2))?)?;
+                let expected_len = if pin.protocol == 1 { 32 } else { 48 };
+                ensure!(encrypted.len() == expected_len, "encrypted token length");
+                let token = pin.decrypt(encrypted)?;
+                ensure!(token.len() == 32, "pinUvAuthToken of {} bytes", token.len());
+                self.token = Some(token);
+            }
+            Check::LargeBlobFragment(expected) => {
+                let response = decode_canonical(body)?;
+                let members = Members::of(&response)?;
+                members.keys_are(&[int(1)])?;
+                ensure!(
+                    as_bytes(members.need(&int(1))?)? == expected.as_slice(),
+                    "large-blob fragment"
+                );
+            }
         }
         Ok(())
     }
@@ -943,6 +1238,100 @@ impl Recorder {
             .map(drop)
     }
 
+    // clientPIN steps.
+
+    /// getKeyAgreement, then a fresh platform key agrees a secret with the answer.
+    fn key_agreement(&mut self, note: &str, protocol: u8) -> Result<()> {
+        let request = Params::default()
+            .with(0x01, int(protocol.into()))
+            .with(0x02, int(0x02))
+            .request(command::CLIENT_PIN)?;
+        self.step(
+            note,
+            None,
+            request,
+            status::OK,
+            Check::KeyAgreement { protocol },
+        )
+        .map(drop)
+    }
+
+    fn pin_session(&mut self) -> Result<&mut PinSession> {
+        self.pin
+            .as_mut()
+            .ok_or_else(|| anyhow!("no key agreement yet"))
+    }
+
+    /// setPIN with the current key agreement.
+    fn set_pin(&mut self, note: &str, pin: &str, expected: u8) -> Result<()> {
+        let session = self.pin_session()?;
+        let new_pin_enc = session.encrypt(&padded_pin(pin))?;
+        let request = Params::default()
+            .with(0x01, int(session.protocol.into()))
+            .with(0x02, int(0x03))
+            .with(0x03, session.key_agreement.clone())
+            .with(0x04, bytes(&session.authenticate(&new_pin_enc)?))
+            .with(0x05, bytes(&new_pin_enc))
+            .request(command::CLIENT_PIN)?;
+        self.step(note, None, request, expected, Check::Bare)
+            .map(drop)
+    }
+
+    /// getPinToken (`permissions` None) or getPinUvAuthTokenUsingPinWithPermissions, with the
+    /// current key agreement; on success the token is kept.
+    fn pin_token(
+        &mut self,
+        note: &str,
+        pin: &str,
+        permissions: Option<i64>,
+        expected: u8,
+    ) -> Result<()> {
+        let session = self.pin_session()?;
+        let pin_hash_enc = session.encrypt(&pin_hash(pin))?;
+        let mut params = Params::default()
+            .with(0x01, int(session.protocol.into()))
+            .with(0x02, int(if permissions.is_some() { 0x09 } else { 0x05 }))
+            .with(0x03, session.key_agreement.clone())
+            .with(0x06, bytes(&pin_hash_enc));
+        if let Some(permissions) = permissions {
+            params = params.with(0x09, int(permissions)).with(0x0A, text(RP_ID));
+        }
+        let request = params.request(command::CLIENT_PIN)?;
+        let check = if expected == status::OK {
+            Check::Token
+        } else {
+            Check::Bare
+        };
+        self.step(note, None, request, expected, check).map(drop)
+    }
+
+    fn pin_retries(&mut self, note: &str, retries: u64, power_cycle: bool) -> Result<()> {
+        let request = Params::default()
+            .with(0x02, int(0x01))
+            .request(command::CLIENT_PIN)?;
+        self.step(
+            note,
+            None,
+            request,
+            status::OK,
+            Check::PinRetries {
+                retries,
+                power_cycle,
+            },
+        )
+        .map(drop)
+    }
+
+    /// `pinUvAuthParam` (at `param_key`, protocol at `param_key + 1`) over `cdh` with the last
+    /// token.
+    fn with_token(&self, params: Params, param_key: u64, cdh: &[u8]) -> Result<Params> {
+        let token = self.token.as_ref().ok_or_else(|| anyhow!("no token yet"))?;
+        let protocol = self.pin.as_ref().map_or(2, |p| p.protocol);
+        Ok(params
+            .with(param_key, bytes(&authenticate(protocol, token, cdh)?))
+            .with(param_key + 1, int(protocol.into())))
+    }
+
     fn info(&mut self, note: &str, expect: InfoExpect) -> Result<()> {
         self.step(
             note,
@@ -985,6 +1374,7 @@ fn with_presence(mut setup: Setup, answers: &[PresenceAnswer]) -> Setup {
 const SECURITY_KEY_INFO: InfoExpect = InfoExpect {
     plat: false,
     uv: None,
+    client_pin: false,
     transports: &["usb"],
     remaining: 100,
 };
@@ -1009,6 +1399,7 @@ fn scenarios() -> Vec<Scenario> {
                 let expect = InfoExpect {
                     plat: false,
                     uv: None,
+                    client_pin: false,
                     transports: &["hybrid", "internal"],
                     remaining: 100_000,
                 };
@@ -1023,6 +1414,7 @@ fn scenarios() -> Vec<Scenario> {
                 let expect = InfoExpect {
                     plat: true,
                     uv: Some(true),
+                    client_pin: false,
                     transports: &["internal"],
                     remaining: 100_000,
                 };
@@ -1185,18 +1577,22 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "make-credential-cred-protect-3",
-            description: "credProtect 3 (userVerificationRequired): invisible without UV even through the allowList; with built-in UV it signs (UV flag) and the user's names are returned.",
+            description: "credProtect 3 (userVerificationRequired): registered with built-in UV (an authenticator with UV enrolled makes discoverable credentials only with UV), invisible without UV even through the allowList; with built-in UV it signs (UV flag) and the user's names are returned.",
             setup: with_uv(setup(SecurityKey), Configured),
             script: |r| {
                 let cdh = client_data_hash("credProtect 3 registration");
                 let params = make_credential(&cdh, &alice(), &[ES256])?
                     .with(0x06, text_map(&[("credProtect", int(3))])?)
-                    .with(0x07, options(&[("rk", true)])?);
+                    .with(0x07, options(&[("rk", true), ("uv", true)])?);
                 let expect = RegExpect {
                     cred_protect: Some(3),
-                    ..registered("a", &cdh, ES256, UP | AT | ED, 1)
+                    ..registered("a", &cdh, ES256, UP | UV | AT | ED, 1)
                 };
-                r.register("makeCredential credProtect=3 rk=true", &params, expect)?;
+                r.register(
+                    "makeCredential credProtect=3 rk=true uv=true",
+                    &params,
+                    expect,
+                )?;
                 let cdh = client_data_hash("credProtect 3 assertion");
                 let params = get_assertion(&cdh).with(0x03, descriptors(&[&r.id("a")?])?);
                 r.fail(
@@ -1766,6 +2162,126 @@ fn scenarios() -> Vec<Scenario> {
                 )
             },
         },
+        // --- authenticatorClientPIN and the pinUvAuth steps --------------------------------------
+        Scenario {
+            name: "client-pin-protocol-2-ceremony",
+            description: "PIN/UV auth protocol two: getKeyAgreement, setPIN, getPINRetries (8), getInfo (clientPin true), then a pinUvAuthToken with mc|ga for example.com makes a discoverable credential with the UV flag; a second token (ga) finds it with the user's names.",
+            setup: setup(SecurityKey),
+            script: |r| {
+                r.key_agreement("clientPIN getKeyAgreement (protocol 2)", 2)?;
+                r.set_pin("clientPIN setPIN", "1234", status::OK)?;
+                r.pin_retries("clientPIN getPINRetries", 8, false)?;
+                r.info(
+                    "getInfo: a PIN is set",
+                    InfoExpect {
+                        client_pin: true,
+                        ..SECURITY_KEY_INFO
+                    },
+                )?;
+                r.pin_token(
+                    "clientPIN getPinUvAuthTokenUsingPinWithPermissions (mc|ga, example.com)",
+                    "1234",
+                    Some(0x03),
+                    status::OK,
+                )?;
+                let cdh = client_data_hash("pin registration");
+                let params = make_credential(&cdh, &alice(), &[ES256])?
+                    .with(0x07, options(&[("rk", true)])?);
+                let params = r.with_token(params, 0x08, &cdh)?;
+                r.register(
+                    "makeCredential rk=true with pinUvAuthParam",
+                    &params,
+                    registered("a", &cdh, ES256, UP | UV | AT, 1),
+                )?;
+                r.pin_token(
+                    "clientPIN getPinUvAuthTokenUsingPinWithPermissions (ga, example.com)",
+                    "1234",
+                    Some(0x02),
+                    status::OK,
+                )?;
+                let cdh = client_data_hash("pin assertion");
+                let params = r.with_token(get_assertion(&cdh), 0x06, &cdh)?;
+                let expect = AssertExpect {
+                    user: Some(UserExpect::full(&alice())),
+                    ..asserted("a", &cdh, UP | UV, 2)
+                };
+                r.assert(
+                    "getAssertion (discovery) with pinUvAuthParam",
+                    &params,
+                    expect,
+                )
+            },
+        },
+        Scenario {
+            name: "client-pin-wrong-pin-protocol-1",
+            description: "PIN/UV auth protocol one: after setPIN, three wrong PINs in a row through getPinToken (a new key agreement before each, since a wrong PIN replaces the key) answer PIN_INVALID, PIN_INVALID, PIN_AUTH_BLOCKED; getPINRetries reports 5 and powerCycleState true; the right PIN waits for a power cycle.",
+            setup: setup(SecurityKey),
+            script: |r| {
+                r.key_agreement("clientPIN getKeyAgreement (protocol 1)", 1)?;
+                r.set_pin("clientPIN setPIN", "1234", status::OK)?;
+                for (attempt, expected) in [
+                    (1, status::PIN_INVALID),
+                    (2, status::PIN_INVALID),
+                    (3, status::PIN_AUTH_BLOCKED),
+                ] {
+                    r.key_agreement(&format!("clientPIN getKeyAgreement ({attempt})"), 1)?;
+                    r.pin_token(
+                        &format!("clientPIN getPinToken, wrong PIN ({attempt})"),
+                        "4321",
+                        None,
+                        expected,
+                    )?;
+                }
+                r.pin_retries("clientPIN getPINRetries", 5, true)?;
+                r.key_agreement("clientPIN getKeyAgreement", 1)?;
+                r.pin_token(
+                    "clientPIN getPinToken, right PIN, before a power cycle",
+                    "1234",
+                    None,
+                    status::PIN_AUTH_BLOCKED,
+                )
+            },
+        },
+        Scenario {
+            name: "client-pin-probe-and-puat-required",
+            description: "A zero-length pinUvAuthParam asks for a touch, then answers PIN_NOT_SET (no PIN) or PIN_INVALID (PIN set). Once a PIN is set, a discoverable credential needs a pinUvAuthToken (PUAT_REQUIRED), a non-discoverable one does not (makeCredUvNotRqd).",
+            setup: setup(SecurityKey),
+            script: |r| {
+                let cdh = client_data_hash("probe");
+                let probe = make_credential(&cdh, &alice(), &[ES256])?
+                    .with(0x08, bytes(&[]))
+                    .with(0x09, int(2));
+                r.fail(
+                    "makeCredential with a zero-length pinUvAuthParam, no PIN",
+                    None,
+                    probe.request(command::MAKE_CREDENTIAL)?,
+                    status::PIN_NOT_SET,
+                )?;
+                r.key_agreement("clientPIN getKeyAgreement (protocol 2)", 2)?;
+                r.set_pin("clientPIN setPIN", "1234", status::OK)?;
+                r.fail(
+                    "makeCredential with a zero-length pinUvAuthParam, PIN set",
+                    None,
+                    probe.request(command::MAKE_CREDENTIAL)?,
+                    status::PIN_INVALID,
+                )?;
+                let cdh = client_data_hash("discoverable without a token");
+                let params = make_credential(&cdh, &alice(), &[ES256])?
+                    .with(0x07, options(&[("rk", true)])?);
+                r.fail(
+                    "makeCredential rk=true without pinUvAuthParam",
+                    None,
+                    params.request(command::MAKE_CREDENTIAL)?,
+                    status::PUAT_REQUIRED,
+                )?;
+                let cdh = client_data_hash("non-discoverable without a token");
+                r.register(
+                    "makeCredential (non-discoverable) without pinUvAuthParam",
+                    &make_credential(&cdh, &alice(), &[ES256])?,
+                    registered("a", &cdh, ES256, UP | AT, 1),
+                )
+            },
+        },
         // --- Malformed requests ----------------------------------------------------------------
         Scenario {
             name: "invalid-cbor",
@@ -1786,16 +2302,153 @@ fn scenarios() -> Vec<Scenario> {
                 )
             },
         },
+        // --- authenticatorLargeBlobs, authenticatorConfig ----------------------------------------
+        Scenario {
+            name: "large-blobs-write-and-read",
+            description: "authenticatorLargeBlobs without a PIN: the initial array (0x80 and LEFT(SHA-256(0x80), 16)), a two-fragment write of a one-entry array, the array read back in two fragments, then a fragment at the wrong offset (CTAP1_ERR_INVALID_SEQ) and a complete array with a wrong hash (CTAP2_ERR_INTEGRITY_FAILURE).",
+            setup: setup(SecurityKey),
+            script: |r| {
+                let read = |offset: usize, count: usize| -> Result<Vec<u8>> {
+                    Params::default()
+                        .with(0x01, int(i64::try_from(count)?))
+                        .with(0x03, int(i64::try_from(offset)?))
+                        .request(command::LARGE_BLOBS)
+                };
+                let write =
+                    |fragment: &[u8], offset: usize, length: Option<usize>| -> Result<Vec<u8>> {
+                        let mut params = Params::default()
+                            .with(0x02, bytes(fragment))
+                            .with(0x03, int(i64::try_from(offset)?));
+                        if let Some(length) = length {
+                            params = params.with(0x04, int(i64::try_from(length)?));
+                        }
+                        params.request(command::LARGE_BLOBS)
+                    };
+                let serialized = |entries: Vec<Value>| -> Vec<u8> {
+                    let mut array = Vec::new();
+                    let _ = ciborium::into_writer(&Value::Array(entries), &mut array);
+                    let hash = Sha256::digest(&array);
+                    array.extend_from_slice(hash.get(..16).unwrap_or_default());
+                    array
+                };
+                let empty = serialized(Vec::new());
+                ensure!(hex::encode(&empty) == "8076be8b528d0075f7aae98d6fa57a6d3c");
+                r.step(
+                    "the initial array",
+                    None,
+                    read(0, 1024)?,
+                    status::OK,
+                    Check::LargeBlobFragment(empty),
+                )?;
+                let entry = Value::Map(vec![
+                    (int(1), bytes(&[0xC1; 40])),
+                    (int(2), bytes(&[0x4E; 12])),
+                    (int(3), int(40)),
+                ]);
+                let array = serialized(vec![entry]);
+                let (head, tail) = array.split_at(30);
+                r.step(
+                    "first fragment",
+                    None,
+                    write(head, 0, Some(array.len()))?,
+                    status::OK,
+                    Check::Bare,
+                )?;
+                r.step(
+                    "last fragment",
+                    None,
+                    write(tail, 30, None)?,
+                    status::OK,
+                    Check::Bare,
+                )?;
+                r.step(
+                    "read from 0",
+                    None,
+                    read(0, 50)?,
+                    status::OK,
+                    Check::LargeBlobFragment(array.get(..50).unwrap_or_default().to_vec()),
+                )?;
+                r.step(
+                    "read the rest",
+                    None,
+                    read(50, 50)?,
+                    status::OK,
+                    Check::LargeBlobFragment(array.get(50..).unwrap_or_default().to_vec()),
+                )?;
+                r.fail(
+                    "no write in progress",
+                    None,
+                    write(tail, 30, None)?,
+                    status::INVALID_SEQ,
+                )?;
+                let mut damaged = array.clone();
+                if let Some(last) = damaged.last_mut() {
+                    *last ^= 0x01;
+                }
+                r.fail(
+                    "a wrong hash",
+                    None,
+                    write(&damaged, 0, Some(damaged.len()))?,
+                    status::INTEGRITY_FAILURE,
+                )?;
+                r.step(
+                    "the stored array is unchanged",
+                    None,
+                    read(0, 1024)?,
+                    status::OK,
+                    Check::LargeBlobFragment(array),
+                )
+                .map(drop)
+            },
+        },
+        Scenario {
+            name: "config-toggle-always-uv",
+            description: "authenticatorConfig toggleAlwaysUv without a PIN (no pinUvAuthParam needed), after which a makeCredential on a device with neither PIN nor built-in UV is CTAP2_ERR_PIN_NOT_SET and toggling back needs a token (CTAP2_ERR_PUAT_REQUIRED); vendorPrototype is CTAP2_ERR_INVALID_SUBCOMMAND.",
+            setup: setup(SecurityKey),
+            script: |r| {
+                let config = |sub: i64| {
+                    Params::default()
+                        .with(0x01, int(sub))
+                        .request(command::CONFIG)
+                };
+                r.fail(
+                    "vendorPrototype",
+                    None,
+                    config(0xFF)?,
+                    status::INVALID_SUBCOMMAND,
+                )?;
+                r.step(
+                    "toggleAlwaysUv",
+                    None,
+                    config(0x02)?,
+                    status::OK,
+                    Check::Bare,
+                )?;
+                let params = make_credential(&client_data_hash("uv"), &alice(), &[ES256])?;
+                r.fail(
+                    "makeCredential without UV",
+                    None,
+                    params.request(command::MAKE_CREDENTIAL)?,
+                    status::PIN_NOT_SET,
+                )?;
+                r.fail(
+                    "toggleAlwaysUv again, without a token",
+                    None,
+                    config(0x02)?,
+                    status::PUAT_REQUIRED,
+                )
+            },
+        },
         Scenario {
             name: "unknown-command",
-            description: "A command byte the authenticator does not implement → CTAP1_ERR_INVALID_COMMAND (0x40 vendor-free, 0x06 clientPIN not offered).",
+            description: "A command byte the authenticator does not implement → CTAP1_ERR_INVALID_COMMAND (0x40 vendor-free, 0x09 authenticatorBioEnrollment not offered).",
             setup: setup(SecurityKey),
             script: |r| {
                 r.fail("command 0x40", None, vec![0x40], status::INVALID_COMMAND)?;
                 r.fail(
-                    "clientPIN (not offered)",
+                    "authenticatorBioEnrollment (not offered)",
                     None,
-                    vec![command::CLIENT_PIN],
+                    vec![0x09],
                     status::INVALID_COMMAND,
                 )
             },
@@ -1826,6 +2479,8 @@ fn record(scenario: &Scenario) -> Result<Vector> {
         session: Session::new(seed, &scenario.setup),
         steps: Vec::new(),
         credentials: BTreeMap::new(),
+        pin: None,
+        token: None,
     };
     (scenario.script)(&mut recorder)?;
     ensure!(!recorder.steps.is_empty(), "scenario has no steps");

@@ -36,10 +36,10 @@ fn init_allocates_distinct_channels() {
     let a = first.init().unwrap();
     let b = second.init().unwrap();
     assert_eq!(a.protocol_version, 2);
-    assert_eq!(
-        a.capabilities,
-        CAPABILITY_WINK | CAPABILITY_CBOR | CAPABILITY_NMSG
-    );
+    // CTAP2 and CTAP1/U2F: NMSG is not set.
+    assert_eq!(a.capabilities, CAPABILITY_WINK | CAPABILITY_CBOR);
+    assert_eq!(a.capabilities & CAPABILITY_NMSG, 0);
+    assert!(a.msg());
     assert_ne!(a.channel, b.channel);
     for channel in [a.channel, b.channel] {
         assert_ne!(channel, 0);
@@ -124,6 +124,26 @@ fn unknown_ctaphid_command_is_err_invalid_cmd() {
     }
     // The channel still works afterwards.
     assert_eq!(client.ping(b"ok").unwrap(), b"ok");
+}
+
+#[test]
+fn msg_carries_u2f_apdus_to_the_core() {
+    let mut client = client();
+    // U2F_VERSION, extended encoding as python-fido2 sends it.
+    let version = [0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
+    assert_eq!(
+        client
+            .transact(fidelio_ctaphid::command::MSG, &version)
+            .unwrap(),
+        b"U2F_V2\x90\x00"
+    );
+    // An unknown instruction is a status word, not a CTAPHID error.
+    assert_eq!(
+        client
+            .transact(fidelio_ctaphid::command::MSG, &[0x00, 0x40, 0x00, 0x00])
+            .unwrap(),
+        [0x6D, 0x00]
+    );
 }
 
 #[test]

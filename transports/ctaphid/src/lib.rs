@@ -181,7 +181,8 @@ pub struct Config {
     /// The device version INIT reports: major, minor, build.
     pub version: (u8, u8, u8),
     /// The capability flags INIT reports (`CAPABILITY_*`); they also decide whether WINK, CBOR
-    /// and MSG are served.
+    /// and MSG are served. The default, WINK | CBOR, serves CTAP1/U2F (MSG) too: set
+    /// [`CAPABILITY_NMSG`] for an authenticator that only speaks CTAP2.
     pub capabilities: u8,
 }
 
@@ -193,7 +194,7 @@ impl Default for Config {
             message_timeout_ms: 500,
             keepalive_interval_ms: 100,
             version: (0, 1, 0),
-            capabilities: CAPABILITY_WINK | CAPABILITY_CBOR | CAPABILITY_NMSG,
+            capabilities: CAPABILITY_WINK | CAPABILITY_CBOR,
         }
     }
 }

@@ -160,6 +160,6 @@ fn the_default_config_is_the_documented_one() {
     assert_eq!(config.max_channels, 16);
     assert_eq!(config.message_timeout_ms, 500);
     assert_eq!(config.keepalive_interval_ms, 100);
-    assert_eq!(config.capabilities, 0x0D);
+    assert_eq!(config.capabilities, 0x05);
     assert_eq!(MAX_MESSAGE_SIZE, 57 + 128 * 59);
 }

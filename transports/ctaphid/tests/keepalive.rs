@@ -62,6 +62,33 @@ fn keepalives_follow_the_interval_and_the_status() {
     assert_eq!(device.next_deadline(), None);
 }
 
+/// CTAP 2.1 §11.2.9.2.1: KEEPALIVE is sent "while processing a CTAPHID_MSG" too, so a U2F
+/// request waiting for a touch keeps the host informed the same way; CANCEL does not apply.
+#[test]
+fn a_pending_msg_request_is_kept_alive_like_cbor() {
+    let mut device = device();
+    let cid = allocate(&mut device, 0);
+    let apdu = [0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00];
+    send(&mut device, cid, command::MSG, &apdu, 1000);
+    assert!(device.take_request().is_some());
+    device.set_keepalive_status(KeepaliveStatus::UpNeeded);
+    device.poll(1001);
+    assert_eq!(
+        drain(&mut device),
+        [msg(cid, command::KEEPALIVE, &[UP_NEEDED])]
+    );
+    device.poll(1101);
+    assert_eq!(
+        drain(&mut device),
+        [msg(cid, command::KEEPALIVE, &[UP_NEEDED])]
+    );
+    send(&mut device, cid, command::CANCEL, &[], 1150);
+    assert!(!device.cancel_requested());
+    assert_eq!(drain(&mut device), []);
+    device.respond(&[0x69, 0x85], 1160);
+    assert_eq!(drain(&mut device), [msg(cid, command::MSG, &[0x69, 0x85])]);
+}
+
 #[test]
 fn setting_the_same_status_again_sends_nothing_extra() {
     let mut device = device();

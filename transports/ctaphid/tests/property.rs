@@ -235,6 +235,7 @@ fn random_packets_default_config() {
         seen.commands,
         [
             command::PING,
+            command::MSG,
             command::LOCK,
             command::INIT,
             command::WINK,

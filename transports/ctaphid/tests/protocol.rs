@@ -185,12 +185,25 @@ fn ping_echoes_a_multi_packet_message() {
 
 #[test]
 fn msg_is_invalid_when_the_device_declares_nmsg() {
-    let mut device = device();
+    let mut device = device_with(Config {
+        capabilities: CAPABILITY_WINK | CAPABILITY_CBOR | CAPABILITY_NMSG,
+        ..Config::default()
+    });
     let cid = allocate(&mut device, 0);
     send(&mut device, cid, command::MSG, &[0x00, 0x03, 0x00, 0x00], 1);
     assert_eq!(drain(&mut device), [error(cid, ErrorCode::InvalidCmd)]);
     assert_eq!(device.take_request(), None);
     assert_eq!(device.busy_channel(), None);
+}
+
+#[test]
+fn msg_is_served_by_default() {
+    let mut device = device();
+    let cid = allocate(&mut device, 0);
+    send(&mut device, cid, command::MSG, &[0x00, 0x03, 0x00, 0x00], 1);
+    assert_eq!(drain(&mut device), []);
+    let request = device.take_request().unwrap();
+    assert_eq!((request.channel, request.kind), (cid, RequestKind::Msg));
 }
 
 #[test]

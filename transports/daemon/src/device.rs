@@ -86,7 +86,8 @@ pub async fn run<P: Platform + 'static>(
     let mut routes: HashMap<u32, Peer> = HashMap::new();
     let mut idle: Option<Authenticator<P>> = Some(authenticator);
     let mut processing: Option<Processing<P>> = None;
-    let mut current_command = 0u8;
+    // What the request in progress was, for the log: CBOR command byte or U2F INS.
+    let mut current = (RequestKind::Cbor, 0u8);
     let mut deferred: Vec<ControlRequest> = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,17 +101,26 @@ pub async fn run<P: Platform + 'static>(
             match hid.take_request() {
                 Some(request) => {
                     signals.clear();
-                    current_command = request.payload.first().copied().unwrap_or(0);
+                    let kind = request.kind;
+                    let command = match kind {
+                        RequestKind::Cbor => request.payload.first(),
+                        RequestKind::Msg => request.payload.get(1),
+                    };
+                    current = (kind, command.copied().unwrap_or(0));
                     if options.log_ctap {
-                        tracing::info!(target: "ctap", channel = format_args!("{:08x}", request.channel), "→ {}", ctap_log::describe_request(&request.payload));
+                        let described = match kind {
+                            RequestKind::Cbor => ctap_log::describe_request(&request.payload),
+                            RequestKind::Msg => ctap_log::describe_u2f_request(&request.payload),
+                        };
+                        tracing::info!(target: "ctap", channel = format_args!("{:08x}", request.channel), "→ {described}");
                     }
                     let payload = request.payload;
-                    let kind = request.kind;
                     processing = Some(Box::pin(async move {
+                        // KEEPALIVE goes out while either waits for the user (CTAP 2.1 sends it
+                        // for MSG too); CANCEL only applies to CBOR, as CTAPHID defines it.
                         let response = match kind {
                             RequestKind::Cbor => authenticator.process(&payload).await,
-                            // U2F is not offered (NMSG), so MSG never reaches here.
-                            RequestKind::Msg => vec![0x6D, 0x00],
+                            RequestKind::Msg => authenticator.process_u2f(&payload).await,
                         };
                         (authenticator, response)
                     }));
@@ -137,7 +147,11 @@ pub async fn run<P: Platform + 'static>(
             (authenticator, response) = wait(&mut processing) => {
                 processing = None;
                 if options.log_ctap {
-                    tracing::info!(target: "ctap", "← {}", ctap_log::describe_response(current_command, &response));
+                    let described = match current {
+                        (RequestKind::Cbor, command) => ctap_log::describe_response(command, &response),
+                        (RequestKind::Msg, _) => ctap_log::describe_u2f_response(&response),
+                    };
+                    tracing::info!(target: "ctap", "← {described}");
                 }
                 hid.respond(&response, now());
                 idle = Some(authenticator);

@@ -172,6 +172,8 @@ async fn serve_with<S: Store + 'static>(
         channel_seed,
         ctaphid: fidelio_ctaphid::Config {
             max_msg_size,
+            // CTAP2 and CTAP1/U2F (no NMSG): MSG requests go to the core's U2F handler.
+            capabilities: fidelio_ctaphid::CAPABILITY_WINK | fidelio_ctaphid::CAPABILITY_CBOR,
             ..fidelio_ctaphid::Config::default()
         },
     };

@@ -109,6 +109,9 @@ impl DaemonPresence {
             PresencePurpose::GetAssertion => "sign in",
             PresencePurpose::Reset => "RESET the authenticator (deletes every credential)",
             PresencePurpose::Selection => "select this authenticator",
+            PresencePurpose::GetPinUvAuthToken => "unlock the authenticator (PIN/UV auth token)",
+            PresencePurpose::U2fRegister => "register a U2F credential",
+            PresencePurpose::U2fAuthenticate => "sign in with a U2F credential",
         };
         let kind = match request.kind {
             PresenceKind::UserPresence => "touch",

@@ -62,17 +62,19 @@ class Tools:
         self.dir = workdir
         self.device = device_path
 
-    def run(self, *args: str, expect_ok: bool = True, env: dict | None = None):
+    def run(self, *args: str, expect_ok: bool = True, env: dict | None = None,
+            stdin: str | None = None):
         result = subprocess.run(
             list(args),
             cwd=self.dir,
             env={**os.environ, "LD_PRELOAD": str(self.shim), **(env or {})},
-            stdin=subprocess.DEVNULL,
+            # `stdin` answers PIN prompts: with no controlling terminal (below) libfido2's
+            # readpassphrase reads stdin instead of /dev/tty. Without it a prompt fails at
+            # once instead of waiting.
+            **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}),
             capture_output=True,
             text=True,
             timeout=60,
-            # No controlling terminal: a PIN prompt (there must be none: no PIN is set) fails
-            # instead of waiting on /dev/tty.
             start_new_session=True,
         )
         if expect_ok and result.returncode != 0:
@@ -117,15 +119,46 @@ class Tools:
         pubkey = self.write(f"{tag}.pubkey", out[1:])
         return credential_id, pubkey
 
-    def get_assertions(self, tag: str, credential_id: str | None) -> list[list[str]]:
+    def make_u2f_credential(self, tag: str):
+        """fido2-cred -M -u (U2F_REGISTER over CTAPHID_MSG), then fido2-cred -V, which checks
+        the fido-u2f attestation signature with the certificate's key. Returns (credential id
+        b64, pubkey file, certificate DER)."""
+        cdh = hashlib.sha256(os.urandom(32)).digest()
+        param = self.write(f"{tag}.cred_param", [b64(cdh), RP_ID, "u2f-user", b64(b"u2f")])
+        made = f"{tag}.made_cred"
+        self.run("fido2-cred", "-M", "-u", "-i", param, "-o", made, self.device, "es256")
+        lines = self.read_lines(made)
+        # cdh, rp id, fmt, authdata, credential id, signature, x5c.
+        assert len(lines) == 7, lines
+        assert lines[0] == b64(cdh) and lines[1] == RP_ID
+        assert lines[2] == "fido-u2f"
+        credential_id = lines[4]
+        assert len(base64.b64decode(credential_id)) == 64
+        certificate = base64.b64decode(lines[6])
+
+        verified = f"{tag}.cred"
+        self.run("fido2-cred", "-V", "-i", made, "-o", verified, "es256")
+        out = self.read_lines(verified)
+        assert out[0] == credential_id
+        pubkey = self.write(f"{tag}.pubkey", out[1:])
+        # A tampered attestation signature must not verify.
+        signature = bytearray(base64.b64decode(lines[5]))
+        signature[len(signature) // 2] ^= 0x01
+        bad = self.write(f"{tag}.tampered_cred", lines[:5] + [b64(bytes(signature))] + lines[6:])
+        self.run("fido2-cred", "-V", "-i", bad, "es256", expect_ok=False)
+        return credential_id, pubkey, certificate
+
+    def get_assertions(self, tag: str, credential_id: str | None,
+                       u2f: bool = False) -> list[list[str]]:
         """fido2-assert -G -p (user presence requested); a resident request when no
-        credential id is given. Returns the assertions, each as its output lines."""
+        credential id is given; over U2F (-u) when asked. Returns the assertions, each as its
+        output lines."""
         cdh = hashlib.sha256(os.urandom(32)).digest()
         lines = [b64(cdh), RP_ID] + ([credential_id] if credential_id else [])
         param = self.write(f"{tag}.assert_param", lines)
         out = f"{tag}.assertion"
-        self.run("fido2-assert", "-G", "-p", *([] if credential_id else ["-r"]), "-i", param,
-                 "-o", out, self.device)
+        self.run("fido2-assert", "-G", "-p", *(["-u"] if u2f else []),
+                 *([] if credential_id else ["-r"]), "-i", param, "-o", out, self.device)
         result = self.read_lines(out)
         per = 4 if credential_id else 5  # resident assertions carry the user id
         assert len(result) % per == 0 and result, result
@@ -159,13 +192,16 @@ def test_token_info(tools):
     out = t.run("fido2-token", "-I", t.device).stdout
     assert f"aaguid: {AAGUID_HEX}" in out, out
     versions = re.search(r"^version strings: (.*)$", out, re.M)
-    assert versions and "FIDO_2_0" in versions.group(1).split(", "), out
+    assert versions and {"U2F_V2", "FIDO_2_0"} <= set(versions.group(1).split(", ")), out
     algorithms = re.search(r"^algorithms: (.*)$", out, re.M)
     assert algorithms and "es256" in algorithms.group(1) and "eddsa" in algorithms.group(1), out
     options = re.search(r"^options: (.*)$", out, re.M)
     assert options and "rk" in options.group(1).split(", "), out
-    caps = re.search(r"^caps: (.*)$", out, re.M)
-    assert caps and "cbor" in caps.group(1) and "nomsg" in caps.group(1), out
+    # "caps: 0x05 (wink, cbor, msg)": CTAP2 and CTAP1/U2F, libfido2 prints "msg" when NMSG
+    # is clear ("nomsg" when set).
+    caps = re.search(r"^caps: 0x[0-9a-f]+ \((.*)\)$", out, re.M)
+    assert caps and {"cbor", "msg"} <= set(caps.group(1).split(", ")), out
+    assert "nomsg" not in caps.group(1).split(", "), out
 
 
 def test_token_list_shows_the_udp_device(tools):
@@ -218,3 +254,239 @@ def test_token_reset(tools):
                     [b64(hashlib.sha256(b"x").digest()), RP_ID, credential_id])
     failed = t.run("fido2-assert", "-G", "-i", param, t.device, expect_ok=False)
     assert "FIDO_ERR_NO_CREDENTIALS" in failed.stderr, failed.stderr
+
+
+# ------------------------------------------------------------------------------------ U2F
+def test_u2f_credential_verifies_and_signs_over_u2f_and_ctap2(tools):
+    """fido2-cred -M -u: a fido-u2f credential from U2F_REGISTER, verified by libfido2 with the
+    certificate's key; then assertions for it over U2F (fido2-assert -u) and over CTAP2."""
+    t = tools()
+    credential_id, pubkey, certificate = t.make_u2f_credential("u")
+    # The device certificate: libfido2 found its end with d2i_X509, so it is DER X.509.
+    assert certificate[0] == 0x30 and b"Fidelio U2F" in certificate
+    counters = []
+    for tag, u2f in [("over-u2f", True), ("over-ctap2", False), ("again-u2f", True)]:
+        [assertion] = t.get_assertions(tag, credential_id, u2f=u2f)
+        t.verify_assertion(tag, assertion, pubkey, "es256")
+        auth_data = cbor_bytes(base64.b64decode(assertion[2]))
+        assert auth_data[:32] == hashlib.sha256(RP_ID.encode()).digest()
+        assert auth_data[32] & 0x01, "UP"
+        counters.append(int.from_bytes(auth_data[33:37], "big"))
+    # One counter, whichever protocol signs.
+    assert counters == sorted(set(counters)), counters
+
+
+def test_ctap2_credential_signs_over_u2f(tools):
+    """A CTAP2 non-resident ES256 credential answers U2F_AUTHENTICATE (fido2-assert -u)."""
+    t = tools()
+    credential_id, pubkey = t.make_credential("c", "es256", False, "alice", os.urandom(16))
+    [assertion] = t.get_assertions("a", credential_id, u2f=True)
+    t.verify_assertion("a", assertion, pubkey, "es256")
+
+
+def cbor_bytes(data: bytes) -> bytes:
+    """fido2-assert prints authenticator data as a CBOR byte string: its contents."""
+    head = data[0]
+    assert head >> 5 == 2, data[:4].hex()
+    info = head & 0x1F
+    if info < 24:
+        return data[1:1 + info]
+    if info == 24:
+        return data[2:2 + data[1]]
+    if info == 25:
+        return data[3:3 + int.from_bytes(data[1:3], "big")]
+    raise AssertionError(f"unexpected CBOR length {info}")
+
+
+# ------------------------------------------------------------------------- hmac-secret, credProtect
+def make_with_options(t: Tools, tag: str, options: list[str], resident: bool,
+                      rp_id: str = RP_ID) -> tuple[list[str], str]:
+    """fido2-cred -M with extension options (`-h`, `-c N`), then fido2-cred -V with the same
+    options, which checks them against the signed authenticator data. Returns the -M output
+    lines and the public key file."""
+    cdh = hashlib.sha256(os.urandom(32)).digest()
+    param = t.write(f"{tag}.cred_param", [b64(cdh), rp_id, tag, b64(os.urandom(16))])
+    made = f"{tag}.made_cred"
+    t.run("fido2-cred", "-M", "-q", *options, *(["-r"] if resident else []), "-i", param,
+          "-o", made, t.device, "es256")
+    lines = t.read_lines(made)
+    assert len(lines) == 6 and lines[2] == "packed", lines
+    verified = f"{tag}.cred"
+    t.run("fido2-cred", "-V", *options, "-i", made, "-o", verified, "es256")
+    pubkey = t.write(f"{tag}.pubkey", t.read_lines(verified)[1:])
+    return lines, pubkey
+
+
+def hmac_secret_assertions(t: Tools, tag: str, salt: bytes,
+                           credential_id: str | None) -> list[list[str]]:
+    """fido2-assert -G -p -h with an hmac salt (fido2-assert(1): after the credential id, if
+    any). Each assertion's lines end with its hmac-secret output."""
+    cdh = hashlib.sha256(os.urandom(32)).digest()
+    lines = [b64(cdh), RP_ID] + ([credential_id] if credential_id else []) + [b64(salt)]
+    param = t.write(f"{tag}.assert_param", lines)
+    out = f"{tag}.assertion"
+    t.run("fido2-assert", "-G", "-p", "-h", *([] if credential_id else ["-r"]), "-i", param,
+          "-o", out, t.device)
+    result = t.read_lines(out)
+    per = 5 if credential_id else 6  # a resident assertion carries the user id
+    assert len(result) % per == 0 and result, result
+    return [result[i:i + per] for i in range(0, len(result), per)]
+
+
+@pytest.mark.parametrize("resident", [False, True], ids=["non-resident", "resident"])
+def test_hmac_secret(tools, resident):
+    """fido2-cred -M -h makes an hmac-secret credential (-V -h checks the signed extension
+    data); fido2-assert -G -h with a 32- or 64-byte salt gets libfido2's decrypted
+    hmac-secret output: the same for the same salt, another for another salt, salt1 ‖ salt2
+    giving both; fido2-assert -V -h verifies the assertion with its ED bit."""
+    t = tools()
+    made, pubkey = make_with_options(t, "hs", ["-h"], resident)
+    auth_data = cbor_bytes(base64.b64decode(made[3]))
+    assert auth_data[32] & 0x80, "ED"
+    assert auth_data.endswith(b"\xa1\x6bhmac-secret\xf5"), auth_data[-16:].hex()
+    credential_id = made[4]
+    salt1, salt2 = os.urandom(32), os.urandom(32)
+
+    def secret(tag: str, salt: bytes, by_id: bool = True) -> bytes:
+        [assertion] = hmac_secret_assertions(t, tag, salt, credential_id if by_id else None)
+        data = cbor_bytes(base64.b64decode(assertion[2]))
+        assert data[32] & 0x81 == 0x81, "UP and ED"
+        assert data[37:38] == b"\xa1", "one extension output"
+        verified = t.write(f"{tag}.to_verify", assertion[:4])
+        t.run("fido2-assert", "-V", "-p", "-h", "-i", verified, pubkey, "es256")
+        return base64.b64decode(assertion[-1])
+
+    first = secret("a1", salt1)
+    assert len(first) == 32
+    assert secret("a2", salt1) == first
+    other = secret("a3", salt2)
+    assert len(other) == 32 and other != first
+    assert secret("a4", salt1 + salt2) == first + other
+    if resident:
+        assert secret("a5", salt1, by_id=False) == first
+
+
+def test_cred_protect(tools):
+    """fido2-cred -M -c 2 / -c 3 (credProtect): -V -c checks the signed level; without UV a
+    level-2 credential signs only when named in the allow list, a level-3 one never."""
+    t = tools()
+    made, pubkey = make_with_options(t, "cp2", ["-c", "2"], True, rp_id="example.org")
+    failed = t.run("fido2-cred", "-V", "-c", "3", "-i", "cp2.made_cred", "es256",
+                   expect_ok=False)
+    assert "FIDO_ERR_INVALID_PARAM" in failed.stderr, failed.stderr
+    cdh = b64(hashlib.sha256(b"cp").digest())
+    discover = t.write("cp2.discover", [cdh, "example.org"])
+    failed = t.run("fido2-assert", "-G", "-r", "-i", discover, t.device, expect_ok=False)
+    assert "FIDO_ERR_NO_CREDENTIALS" in failed.stderr, failed.stderr
+    named = t.write("cp2.named", [cdh, "example.org", made[4]])
+    t.run("fido2-assert", "-G", "-p", "-i", named, "-o", "cp2.assertion", t.device)
+    verified = t.write("cp2.to_verify", t.read_lines("cp2.assertion")[:4])
+    t.run("fido2-assert", "-V", "-p", "-i", verified, pubkey, "es256")
+
+    made, _ = make_with_options(t, "cp3", ["-c", "3"], False, rp_id="example.org")
+    named = t.write("cp3.named", [cdh, "example.org", made[4]])
+    failed = t.run("fido2-assert", "-G", "-i", named, t.device, expect_ok=False)
+    assert "FIDO_ERR_NO_CREDENTIALS" in failed.stderr, failed.stderr
+
+
+# ------------------------------------------------------------------------ credential management
+PIN = "1234"
+
+
+def with_pin(t: Tools, *args: str, expect_ok: bool = True):
+    """A tool run that asks for the PIN once (on stdin, see Tools.run)."""
+    return t.run(*args, expect_ok=expect_ok, stdin=f"{PIN}\n")
+
+
+def make_resident_with_uv(t: Tools, tag: str, rp_id: str, user_id: bytes, alg: str):
+    """fido2-cred -M -r -v (the PIN), then fido2-cred -V -v (UV flag checked). Returns the
+    credential id (base64) and the public key as PEM lines."""
+    cdh = hashlib.sha256(os.urandom(32)).digest()
+    param = t.write(f"{tag}.cred_param", [b64(cdh), rp_id, tag, b64(user_id)])
+    made = f"{tag}.made_cred"
+    with_pin(t, "fido2-cred", "-M", "-r", "-v", "-i", param, "-o", made, t.device, alg)
+    lines = t.read_lines(made)
+    assert len(lines) == 6 and lines[1] == rp_id, lines
+    verified = f"{tag}.cred"
+    t.run("fido2-cred", "-V", "-v", "-i", made, "-o", verified, alg)
+    out = t.read_lines(verified)
+    assert out[0] == lines[4]
+    return lines[4], out[1:]
+
+
+def list_rps(t: Tools) -> dict[str, str]:
+    """fido2-token -L -r: RP id -> base64 rpIDHash."""
+    out = with_pin(t, "fido2-token", "-L", "-r", t.device).stdout
+    rps = {}
+    for line in out.splitlines():
+        match = re.fullmatch(r"\d\d: (\S+) (\S+)", line)
+        assert match, line
+        rps[match.group(2)] = match.group(1)
+    return rps
+
+
+def list_credentials(t: Tools, rp_id: str) -> dict[str, tuple[str, str, str, str]]:
+    """fido2-token -L -k rp_id: credential id -> (display name, user id, type, protection)."""
+    out = with_pin(t, "fido2-token", "-L", "-k", rp_id, t.device).stdout
+    credentials = {}
+    for line in out.splitlines():
+        match = re.fullmatch(r"\d\d: (\S+) (.*) (\S+) (\S+) (\S+)", line)
+        assert match, line
+        credentials[match.group(1)] = match.groups()[1:]
+    return credentials
+
+
+def metadata(t: Tools) -> tuple[int, int]:
+    """fido2-token -I -c: (existing, remaining) discoverable credentials."""
+    out = with_pin(t, "fido2-token", "-I", "-c", t.device).stdout
+    existing = re.search(r"^existing rk\(s\): (\d+)$", out, re.M)
+    remaining = re.search(r"^remaining rk\(s\): (\d+)$", out, re.M)
+    assert existing and remaining, out
+    return int(existing.group(1)), int(remaining.group(1))
+
+
+def test_credential_management(tools):
+    """fido2-token's credential management (authenticatorCredentialManagement with a PIN
+    token: unbound for -I -c and -L -r, bound to the RP for -L -k and -I -k): metadata, RPs,
+    credentials and their public keys, updating names, deleting."""
+    t = tools()
+    t.run("fido2-token", "-S", t.device, stdin=f"{PIN}\n{PIN}\n")
+    alice, alice_key = make_resident_with_uv(t, "alice", RP_ID, b"alice-id", "es256")
+    bob, bob_key = make_resident_with_uv(t, "bob", RP_ID, b"bob-id", "eddsa")
+    carol, carol_key = make_resident_with_uv(t, "carol", "example.org", b"carol-id", "es256")
+
+    assert metadata(t) == (3, 97)
+    assert list_rps(t) == {
+        rp: b64(hashlib.sha256(rp.encode()).digest()) for rp in (RP_ID, "example.org")
+    }
+    # fido2-cred sets no display name: libfido2 prints "(null)". credProtect 1: "uvopt".
+    assert list_credentials(t, RP_ID) == {
+        alice: ("(null)", b64(b"alice-id"), "es256", "uvopt"),
+        bob: ("(null)", b64(b"bob-id"), "eddsa", "uvopt"),
+    }
+    # One credential with its public key: the registration's.
+    for rp_id, credential, key in [(RP_ID, alice, alice_key), (RP_ID, bob, bob_key),
+                                   ("example.org", carol, carol_key)]:
+        out = with_pin(t, "fido2-token", "-I", "-k", rp_id, "-i", credential, t.device).stdout
+        assert out.splitlines() == [credential, *key], out
+
+    # New names (fido2-token -S -c); another user id is refused.
+    with_pin(t, "fido2-token", "-S", "-c", "-i", alice, "-k", b64(b"alice-id"), "-n", "alice2",
+             "-p", "Alice Two", t.device)
+    assert list_credentials(t, RP_ID)[alice] == ("Alice Two", b64(b"alice-id"), "es256", "uvopt")
+    refused = with_pin(t, "fido2-token", "-S", "-c", "-i", alice, "-k", b64(b"mallory"), "-n",
+                       "m", "-p", "M", t.device, expect_ok=False)
+    assert "FIDO_ERR_INVALID_PARAMETER" in refused.stderr, refused.stderr
+
+    # Deleting: gone from the metadata, the lists and getAssertion.
+    with_pin(t, "fido2-token", "-D", "-i", bob, t.device)
+    assert metadata(t) == (2, 98)
+    assert set(list_credentials(t, RP_ID)) == {alice}
+    param = t.write("bob.assert_param", [b64(hashlib.sha256(b"x").digest()), RP_ID, bob])
+    failed = t.run("fido2-assert", "-G", "-i", param, t.device, expect_ok=False)
+    assert "FIDO_ERR_NO_CREDENTIALS" in failed.stderr, failed.stderr
+    again = with_pin(t, "fido2-token", "-D", "-i", bob, t.device, expect_ok=False)
+    assert "FIDO_ERR_NO_CREDENTIALS" in again.stderr, again.stderr
+    with_pin(t, "fido2-token", "-D", "-i", carol, t.device)
+    assert list_rps(t) == {RP_ID: b64(hashlib.sha256(RP_ID.encode()).digest())}
+    assert metadata(t) == (1, 99)

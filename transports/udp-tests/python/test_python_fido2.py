@@ -201,10 +201,11 @@ def test_get_info(fidelio_daemon):
     dev = device(fidelio_daemon())
     assert dev.version == 2  # CTAPHID protocol version
     assert dev.capabilities & CAPABILITY.CBOR
-    assert dev.capabilities & CAPABILITY.NMSG, "no U2F: CTAPHID_MSG is not offered"
+    assert not dev.capabilities & CAPABILITY.NMSG, "CTAP1/U2F: CTAPHID_MSG is offered"
 
     info = Ctap2(dev).get_info()
     assert "FIDO_2_0" in info.versions
+    assert "U2F_V2" in info.versions
     assert info.aaguid == Aaguid.parse(AAGUID)
     assert str(info.aaguid).replace("-", "") == "5f4d3c2b1a094e8f9d6c0b1a2f3e4d5c"
     assert info.options.get("rk") is True
