@@ -84,11 +84,17 @@ impl<P: Platform> Authenticator<P> {
             u64::try_from(crate::authenticator_config::MAX_MIN_PIN_LENGTH_RP_IDS)
                 .unwrap_or(u64::MAX);
         let remaining = self.remaining_discoverable()?;
+        // U2F is off while alwaysUv is on (CTAP 2.1 §6.11.2), and getInfo says so.
+        let versions: &[&str] = if self.always_uv()? {
+            &["FIDO_2_0", "FIDO_2_1"]
+        } else {
+            &["U2F_V2", "FIDO_2_0", "FIDO_2_1"]
+        };
 
         Ok(cbor::map(alloc::vec![
             // versions: CTAP1/U2F over CTAPHID_MSG, CTAP 2.0 commands, and CTAP 2.1 (the
             // pinUvAuthToken).
-            (cbor::int(0x01), texts(&["U2F_V2", "FIDO_2_0", "FIDO_2_1"])),
+            (cbor::int(0x01), texts(versions)),
             (
                 cbor::int(0x02),
                 texts(&[

@@ -88,6 +88,8 @@ pub mod status_word {
     /// The Instruction of the request is not supported.
     pub const INS_NOT_SUPPORTED: u16 = 0x6D00;
     /// No precise diagnosis (ISO 7816-4): the authenticator failed internally.
+    /// Command not allowed: U2F is off while alwaysUv is on (CTAP 2.1 §6.11.2).
+    pub const COMMAND_NOT_ALLOWED: u16 = 0x6986;
     pub const UNKNOWN: u16 = 0x6F00;
 }
 
@@ -242,6 +244,10 @@ impl<P: Platform> Authenticator<P> {
             instruction::REGISTER | instruction::AUTHENTICATE | instruction::VERSION
         ) {
             return Err(status_word::INS_NOT_SUPPORTED);
+        }
+        // With alwaysUv on, CTAP1 cannot honour it, so U2F is switched off.
+        if self.always_uv().map_err(|_| status_word::UNKNOWN)? {
+            return Err(status_word::COMMAND_NOT_ALLOWED);
         }
         let apdu = Apdu::parse(bytes)?;
         match ins {

@@ -937,3 +937,20 @@ fn same_seed_same_bytes() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn always_uv_switches_u2f_off() {
+    let mut config = authenticator_core::Config::security_key();
+    config.always_uv = true;
+    let mut device = device(config);
+    assert_eq!(
+        u2f(&mut device, &[0x00, VERSION, 0x00, 0x00]),
+        (Vec::new(), 0x6986)
+    );
+    let info = send(&mut device, &[0x04]).1.unwrap();
+    assert_eq!(
+        member(&info, 1),
+        Some(&Value::Array(vec![text("FIDO_2_0"), text("FIDO_2_1")])),
+        "getInfo drops U2F_V2"
+    );
+}

@@ -46,6 +46,7 @@ const KNOWN_STATUS: &[u16] = &[
     status_word::WRONG_LENGTH,
     status_word::CLA_NOT_SUPPORTED,
     status_word::INS_NOT_SUPPORTED,
+    status_word::COMMAND_NOT_ALLOWED,
 ];
 
 fn split(data: &[u8]) -> impl Iterator<Item = &[u8]> {
