@@ -6,6 +6,7 @@ by CBOR parameters); these seeds are valid requests and short valid sessions, so
 starts from the stateful paths (makeCredential, then getAssertion / getNextAssertion).
 Maps are written in CTAP2 canonical key order by hand.
 """
+import hashlib
 import os
 import struct
 
@@ -65,6 +66,15 @@ def get_assertion(rp="example.com", allow=None, extra=None):
 
 
 GET_INFO = b"\x04"
+
+
+def serialized_large_blob_array(entries):
+    """A CBOR array followed by LEFT(SHA-256(array), 16)."""
+    data = enc(entries)
+    return data + hashlib.sha256(data).digest()[:16]
+
+
+LARGE_BLOB_ARRAY = serialized_large_blob_array([{1: b"\xc1" * 24, 2: b"\x4e" * 12, 3: 24}])
 GET_NEXT = b"\x08"
 RESET = b"\x07"
 SELECTION = b"\x0b"
@@ -95,6 +105,25 @@ CTAP2 = {
     ]),
     "session_reset": DELIMITER.join([make_credential(), RESET, get_assertion(), SELECTION]),
     "session_reset_after_window": DELIMITER.join([make_credential(), b"", RESET, GET_INFO]),
+    # authenticatorLargeBlobs: read the empty array; write a one-entry array in two fragments
+    # (no PIN, so no pinUvAuthParam), read it back; a largeBlobKey credential and its key.
+    "large_blobs_read": b"\x0c" + enc({1: 1024, 3: 0}),
+    "session_large_blobs_write_read": DELIMITER.join([
+        b"\x0c" + enc({2: LARGE_BLOB_ARRAY[:20], 3: 0, 4: len(LARGE_BLOB_ARRAY)}),
+        b"\x0c" + enc({2: LARGE_BLOB_ARRAY[20:], 3: 20}),
+        b"\x0c" + enc({1: 64, 3: 0}),
+        make_credential(extra={6: {"largeBlobKey": True}}),
+        get_assertion(extra={4: {"largeBlobKey": True}}),
+    ]),
+    # authenticatorConfig: toggleAlwaysUv, setMinPINLength with an RP ID list, then a
+    # makeCredential asking for minPinLength; vendorPrototype.
+    "session_config": DELIMITER.join([
+        b"\x0d" + enc({1: 3, 2: {1: 6, 2: ["example.com"]}}),
+        make_credential(rk=False, extra={6: {"minPinLength": True}}),
+        b"\x0d" + enc({1: 2}),
+        b"\x0d" + enc({1: 0xFF, 2: {1: 1}}),
+        GET_INFO,
+    ]),
 }
 
 CBOR = {

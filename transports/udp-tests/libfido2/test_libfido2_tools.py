@@ -13,11 +13,18 @@ argument after the device (`es256`, `eddsa`); `-t` takes key=value options.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import fcntl
 import hashlib
 import os
+import pty
 import re
+import select
 import shutil
 import subprocess
+import tempfile
+import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -490,3 +497,171 @@ def test_credential_management(tools):
     with_pin(t, "fido2-token", "-D", "-i", carol, t.device)
     assert list_rps(t) == {RP_ID: b64(hashlib.sha256(RP_ID.encode()).digest())}
     assert metadata(t) == (1, 99)
+
+
+# ------------------------------------------------- large blobs, alwaysUv, minimum PIN length
+@dataclasses.dataclass
+class TtyRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    prompts: list[str]
+
+
+def run_with_tty(t: Tools, *args: str, pins: list[str], expect_ok: bool = True) -> TtyRun:
+    """Runs a tool whose controlling terminal is a pseudo-terminal, as a person at a terminal
+    would: every PIN prompt libfido2's readpassphrase writes to /dev/tty is answered with the
+    next of `pins` (all of which must be used). stdout and stderr are kept apart from it."""
+    master, slave = pty.openpty()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(
+            list(args),
+            cwd=t.dir,
+            env={**os.environ, "LD_PRELOAD": str(t.shim)},
+            stdin=slave,
+            stdout=out,
+            stderr=err,
+            # A new session whose controlling terminal is the pty's slave side.
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        answers = list(pins)
+        prompts: list[str] = []
+        seen = b""
+        deadline = time.monotonic() + 60
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.1)
+                if not ready:
+                    if process.poll() is not None:
+                        break
+                    continue
+                try:
+                    chunk = os.read(master, 1024)
+                except OSError:  # EIO: the tool closed its terminal (it exited)
+                    chunk = b""
+                if not chunk:
+                    break
+                seen += chunk
+                if b"PIN" in seen and seen.rstrip().endswith(b":"):
+                    prompts.append(seen.decode(errors="replace").strip())
+                    if not answers:
+                        process.kill()
+                        pytest.fail(f"`{' '.join(args)}` asked for a PIN once too often: "
+                                    f"{prompts}", pytrace=False)
+                    os.write(master, (answers.pop(0) + "\n").encode())
+                    seen = b""
+            returncode = process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            os.close(master)
+        out.seek(0)
+        err.seek(0)
+        result = TtyRun(returncode, out.read().decode(), err.read().decode(), prompts)
+    if expect_ok and (result.returncode != 0 or answers):
+        pytest.fail(f"`{' '.join(args)}` exited {result.returncode}, PIN prompts {prompts}, "
+                    f"unused PINs {answers}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}",
+                    pytrace=False)
+    if not expect_ok and result.returncode == 0:
+        pytest.fail(f"`{' '.join(args)}` succeeded but should have failed\n{result.stdout}",
+                    pytrace=False)
+    return result
+
+
+def token_info(t: Tools) -> tuple[set[str], str]:
+    """fido2-token -I: the options (as printed, "noX" for false) and the whole output."""
+    out = t.run("fido2-token", "-I", t.device).stdout
+    options = re.search(r"^options: (.*)$", out, re.M)
+    assert options, out
+    return set(options.group(1).split(", ")), out
+
+
+def test_large_blob_with_fido2_token(tools):
+    """A resident credential with its largeBlobKey (fido2-cred -M -r -b), then fido2-token's
+    large-blob commands with that key (-S -b, -G -b, -D -b): libfido2 encrypts the blob,
+    builds and hashes the serialized array and writes it with an lbw token from the PIN."""
+    t = tools()
+    options, out = token_info(t)
+    assert "largeBlobs" in options and re.search(r"^maxlargeblob: 4096$", out, re.M), out
+    run_with_tty(t, "fido2-token", "-S", t.device, pins=[PIN, PIN])
+
+    cdh = hashlib.sha256(os.urandom(32)).digest()
+    param = t.write("lb.cred_param", [b64(cdh), RP_ID, "alice", b64(os.urandom(16))])
+    made = run_with_tty(t, "fido2-cred", "-M", "-r", "-b", "-i", param, "-o", "lb.made",
+                        t.device, "es256", pins=[PIN])
+    assert len(made.prompts) == 1 and "Enter PIN" in made.prompts[0], made.prompts
+    lines = t.read_lines("lb.made")
+    # cdh, rp id, fmt, authdata, credential id, signature, largeBlobKey (no x5c: self).
+    assert len(lines) == 7 and lines[2] == "packed", lines
+    assert len(base64.b64decode(lines[6])) == 32
+    key = t.write("lb.key", [lines[6]])
+
+    blob = os.urandom(3000)
+    (t.dir / "lb.blob").write_bytes(blob)
+    run_with_tty(t, "fido2-token", "-S", "-b", "-k", key, "lb.blob", t.device, pins=[PIN])
+    read = run_with_tty(t, "fido2-token", "-G", "-b", "-k", key, "lb.out", t.device, pins=[])
+    assert read.prompts == [], "reading needs no PIN"
+    assert (t.dir / "lb.out").read_bytes() == blob
+
+    # Another credential's key finds nothing; deleting the blob leaves nothing to find.
+    other = t.write("lb.other", [b64(os.urandom(32))])
+    missing = run_with_tty(t, "fido2-token", "-G", "-b", "-k", other, "lb.none", t.device,
+                           pins=[], expect_ok=False)
+    assert "FIDO_ERR_NOTFOUND" in missing.stderr, missing.stderr
+    run_with_tty(t, "fido2-token", "-D", "-b", "-k", key, t.device, pins=[PIN])
+    gone = run_with_tty(t, "fido2-token", "-G", "-b", "-k", key, "lb.gone", t.device,
+                        pins=[], expect_ok=False)
+    assert "FIDO_ERR_NOTFOUND" in gone.stderr, gone.stderr
+    # A wrong PIN writes nothing.
+    wrong = run_with_tty(t, "fido2-token", "-S", "-b", "-k", key, "lb.blob", t.device,
+                         pins=["0000"], expect_ok=False)
+    assert "FIDO_ERR_PIN_INVALID" in wrong.stderr, wrong.stderr
+
+
+def test_always_uv_toggle_with_fido2_token(tools):
+    """fido2-token -S -u / -D -u (authenticatorConfig toggleAlwaysUv with an acfg token)."""
+    t = tools()
+    options, _ = token_info(t)
+    assert {"noalwaysUv", "makeCredUvNotRqd", "authnrCfg"} <= options, options
+    run_with_tty(t, "fido2-token", "-S", t.device, pins=[PIN, PIN])
+    run_with_tty(t, "fido2-token", "-S", "-u", t.device, pins=[PIN])
+    options, _ = token_info(t)
+    assert {"alwaysUv", "nomakeCredUvNotRqd"} <= options, options
+    # Even a non-resident credential needs the PIN now: fido2-cred tries without, is told
+    # CTAP2_ERR_PUAT_REQUIRED, asks for the PIN, and the credential carries UV (-V -v).
+    cdh = hashlib.sha256(os.urandom(32)).digest()
+    param = t.write("uv.cred_param", [b64(cdh), RP_ID, "bob", b64(os.urandom(16))])
+    made = run_with_tty(t, "fido2-cred", "-M", "-i", param, "-o", "uv.made", t.device, "es256",
+                        pins=[PIN])
+    assert len(made.prompts) == 1, made.prompts
+    t.run("fido2-cred", "-V", "-v", "-i", "uv.made", "es256")
+    # Already on: -S -u asks nothing. Then off again.
+    run_with_tty(t, "fido2-token", "-S", "-u", t.device, pins=[])
+    run_with_tty(t, "fido2-token", "-D", "-u", t.device, pins=[PIN])
+    options, _ = token_info(t)
+    assert {"noalwaysUv", "makeCredUvNotRqd"} <= options, options
+
+
+def test_min_pin_length_with_fido2_token(tools):
+    """fido2-token -S -l (authenticatorConfig setMinPINLength): the new minimum shows in
+    fido2-token -I, forces a change of the shorter PIN, and can only go up."""
+    t = tools()
+    run_with_tty(t, "fido2-token", "-S", t.device, pins=[PIN, PIN])
+    run_with_tty(t, "fido2-token", "-S", "-l", "6", t.device, pins=[PIN])
+    _, out = token_info(t)
+    assert re.search(r"^minpinlen: 6$", out, re.M), out
+    assert re.search(r"^pin change required: true$", out, re.M), out
+    assert re.search(r"^maxrpids in minpinlen: 8$", out, re.M), out
+    lower = run_with_tty(t, "fido2-token", "-S", "-l", "5", t.device, pins=[PIN],
+                         expect_ok=False)
+    assert "FIDO_ERR_PIN_POLICY_VIOLATION" in lower.stderr, lower.stderr
+    # fido2-token -C changes the PIN: a five-digit one is too short now.
+    short = run_with_tty(t, "fido2-token", "-C", t.device, pins=[PIN, "12345", "12345"],
+                         expect_ok=False)
+    assert "FIDO_ERR_PIN_POLICY_VIOLATION" in short.stderr, short.stderr
+    run_with_tty(t, "fido2-token", "-C", t.device, pins=[PIN, "123456", "123456"])
+    _, out = token_info(t)
+    assert re.search(r"^pin change required: false$", out, re.M), out
