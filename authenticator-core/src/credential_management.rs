@@ -331,22 +331,9 @@ impl<P: Platform> Authenticator<P> {
     }
 
     fn enumerate_credentials_begin(&mut self, hash: &[u8; 32]) -> Result<Value, StatusCode> {
-        let mut records = Vec::new();
-        let mut damaged = false;
-        self.platform
-            .store()
-            .scan_prefix(&storage::rp_prefix(hash), &mut |_, value| {
-                match ResidentRecord::from_bytes(value) {
-                    Ok(record) => records.push(record),
-                    Err(_) => damaged = true,
-                }
-                true
-            })?;
-        if damaged {
-            return Err(StatusCode::Other);
-        }
-        // Oldest first; the pending list holds the rest with the next one last.
-        records.sort_by_key(|record| core::cmp::Reverse(record.sequence));
+        // Newest first, so popping gives the oldest: the pending list holds the rest with the
+        // next one last.
+        let mut records = storage::resident_records(self.platform.store(), hash)?;
         let total = records.len();
         let first = records.pop().ok_or(StatusCode::NoCredentials)?;
         let answer = self.credential_answer(hash, &first, Some(total))?;

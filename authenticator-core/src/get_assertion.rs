@@ -267,21 +267,7 @@ impl<P: Platform> Authenticator<P> {
             return Ok(Vec::new());
         }
 
-        let mut records = Vec::new();
-        let mut damaged = false;
-        self.platform
-            .store()
-            .scan_prefix(&storage::rp_prefix(rp_id_hash), &mut |_, value| {
-                match ResidentRecord::from_bytes(value) {
-                    Ok(record) => records.push(record),
-                    Err(_) => damaged = true,
-                }
-                true
-            })?;
-        if damaged {
-            return Err(StatusCode::Other);
-        }
-        records.sort_by_key(|record| core::cmp::Reverse(record.sequence));
+        let records = storage::resident_records(self.platform.store(), rp_id_hash)?;
         let mut located = Vec::with_capacity(records.len());
         for record in records {
             let Some(sealed) = master.open(rp_id_hash, &record.credential_id) else {

@@ -82,6 +82,28 @@ pub(crate) fn non_resident_counter_key(credential_id: &[u8]) -> Vec<u8> {
     key
 }
 
+/// One RP's discoverable credentials, newest first. A record that does not decode makes the
+/// whole read fail: a damaged store is reported, never silently shortened.
+pub(crate) fn resident_records(
+    store: &impl Store,
+    rp_id_hash: &[u8; 32],
+) -> Result<Vec<ResidentRecord>, StatusCode> {
+    let mut records = Vec::new();
+    let mut damaged = false;
+    store.scan_prefix(&rp_prefix(rp_id_hash), &mut |_, value| {
+        match ResidentRecord::from_bytes(value) {
+            Ok(record) => records.push(record),
+            Err(_) => damaged = true,
+        }
+        !damaged
+    })?;
+    if damaged {
+        return Err(StatusCode::Other);
+    }
+    records.sort_by_key(|record| core::cmp::Reverse(record.sequence));
+    Ok(records)
+}
+
 /// Reads a big-endian u32 (absent = 0).
 pub(crate) fn read_u32(store: &impl Store, key: &[u8]) -> Result<u32, StatusCode> {
     match store.get(key)? {
