@@ -61,9 +61,13 @@ def ctaphid_init_answers(port: int, timeout: float) -> bool:
             answer = s.recv(2048)
         except (socket.timeout, ConnectionRefusedError):
             return False
+    # An INIT *answer* carries 17 bytes. Checking it matters: while the daemon is still
+    # starting, the kernel may give this probe socket the very port the daemon is about to
+    # bind, and the probe then reads back its own 8-byte request.
     return (
         len(answer) == REPORT
         and answer[:5] == struct.pack(">IB", BROADCAST, CTAPHID_INIT)
+        and answer[5:7] == struct.pack(">H", 17)
         and answer[7:15] == nonce
     )
 
@@ -111,7 +115,7 @@ class Daemon:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     break
-                if ctaphid_init_answers(self.port, 0.2):
+                if ctaphid_init_answers(self.port, 0.2) and self.proc.poll() is None:
                     return self
             if self.proc.poll() is None:
                 self.proc.kill()
