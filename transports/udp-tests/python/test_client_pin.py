@@ -14,7 +14,6 @@ import os
 import pytest
 from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client, UserInteraction
 from fido2.ctap import CtapError
-from fido2.ctap2 import Ctap2
 from fido2.ctap2.pin import ClientPin, PinProtocolV1, PinProtocolV2
 from fido2.server import Fido2Server
 from fido2.webauthn import (
@@ -25,7 +24,7 @@ from fido2.webauthn import (
 )
 from webauthn import verify_authentication_response, verify_registration_response
 
-from udp_hid import open_device
+from udp_hid import code_of, ctap2
 
 ORIGIN = "https://example.com"
 RP_ID = "example.com"
@@ -36,20 +35,6 @@ DISCOURAGED = UserVerificationRequirement.DISCOURAGED
 PROTOCOLS = pytest.mark.parametrize(
     "protocol", [PinProtocolV1, PinProtocolV2], ids=["protocol-1", "protocol-2"]
 )
-
-
-def ctap2(daemon) -> tuple[Ctap2, object]:
-    dev = open_device(daemon.host, daemon.port)
-    return Ctap2(dev), dev
-
-
-def code_of(error: BaseException) -> int | None:
-    """The CTAP status inside a CtapError, or a ClientError caused by one."""
-    while error is not None:
-        if isinstance(error, CtapError):
-            return error.code
-        error = error.__cause__ or error.__context__
-    return None
 
 
 class PinInteraction(UserInteraction):

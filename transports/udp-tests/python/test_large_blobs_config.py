@@ -16,7 +16,7 @@ import os
 
 import pytest
 from fido2 import cbor
-from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client, UserInteraction
+from fido2.client import DefaultClientDataCollector, Fido2Client, UserInteraction
 from fido2.ctap import CtapError
 from fido2.ctap2 import Config, Ctap2, LargeBlobs
 from fido2.ctap2.pin import ClientPin, PinProtocolV1, PinProtocolV2
@@ -30,7 +30,7 @@ from fido2.webauthn import (
 )
 from webauthn import verify_authentication_response, verify_registration_response
 
-from udp_hid import open_device
+from udp_hid import ctap2
 
 ORIGIN = "https://example.com"
 RP_ID = "example.com"
@@ -39,20 +39,6 @@ EMPTY_ARRAY = bytes.fromhex("8076be8b528d0075f7aae98d6fa57a6d3c")
 PROTOCOLS = pytest.mark.parametrize(
     "protocol", [PinProtocolV1, PinProtocolV2], ids=["protocol-1", "protocol-2"]
 )
-
-
-def ctap2(daemon) -> tuple[Ctap2, object]:
-    dev = open_device(daemon.host, daemon.port)
-    return Ctap2(dev), dev
-
-
-def code_of(error: BaseException) -> int | None:
-    """The CTAP status inside a CtapError, or a ClientError caused by one."""
-    while error is not None:
-        if isinstance(error, CtapError):
-            return error.code
-        error = error.__cause__ or error.__context__
-    return None
 
 
 class PinInteraction(UserInteraction):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import socket
 
+from fido2.ctap import CtapError
+from fido2.ctap2 import Ctap2
 from fido2.hid import CtapHidDevice
 from fido2.hid.base import CtapHidConnection, HidDescriptor
 
@@ -76,3 +78,18 @@ def open_device(host: str, port: int, timeout: float = 5.0) -> CtapHidDevice:
     except BaseException:
         connection.close()
         raise
+
+
+def ctap2(daemon) -> tuple[Ctap2, CtapHidDevice]:
+    """A CTAP2 session with the daemon on a fresh device (its own channel), and the device."""
+    dev = open_device(daemon.host, daemon.port)
+    return Ctap2(dev), dev
+
+
+def code_of(error: BaseException) -> int | None:
+    """The CTAP status inside a CtapError, or a ClientError caused by one."""
+    while error is not None:
+        if isinstance(error, CtapError):
+            return error.code
+        error = error.__cause__ or error.__context__
+    return None
