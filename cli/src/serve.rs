@@ -14,6 +14,8 @@ use crate::Profile;
 pub const DEFAULT_UDP: &str = "127.0.0.1:8111";
 /// The control interface's default address.
 pub const DEFAULT_CONTROL: &str = "127.0.0.1:8112";
+/// The USB/IP lane's address when `--usbip` is given without one.
+pub const DEFAULT_USBIP: &str = "127.0.0.1:3240";
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -51,6 +53,23 @@ pub struct ServeArgs {
     /// notation, secrets redacted).
     #[arg(long)]
     log_ctap: bool,
+    /// Also appear on this machine as a USB security key, through /dev/uhid (the UDP lane
+    /// stays on).
+    ///
+    /// Creates a FIDO HID device in this machine's kernel, so browsers, `ssh-keygen -t
+    /// ecdsa-sk`, libfido2 and python-fido2 find it as /dev/hidrawN like a plugged-in key. Needs
+    /// the uhid kernel module and read-write access to /dev/uhid; `fidelio doctor` checks both
+    /// (and the hidraw node's permissions) and prints the fix. The device disappears when the
+    /// daemon stops, and also if it crashes or is killed.
+    #[arg(long)]
+    uhid: bool,
+    /// Also export the key as a full-speed USB device over USB/IP on ADDR (plain `--usbip`:
+    /// 127.0.0.1:3240, the port usbip clients use by default). Another machine, a VM or this
+    /// one then attaches it with `usbip attach -r HOST -b 1-1` (Linux vhci-hcd, Windows
+    /// usbip-win2) and sees a USB security key. Off by default; USB/IP has no authentication,
+    /// so keep ADDR on loopback or a trusted network.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_USBIP)]
+    usbip: Option<SocketAddr>,
 }
 
 /// Runs the daemon.
@@ -80,6 +99,8 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         presence: args.presence,
         seed: args.seed,
         log_ctap: args.log_ctap,
+        uhid: args.uhid,
+        usbip: args.usbip,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -92,9 +113,55 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             eprintln!(
                 "fidelio: serving a virtual FIDO2 authenticator on udp:{address} (Ctrl-C stops)"
             );
+            if args.uhid {
+                announce_uhid_node();
+            }
+            if let Some(usbip) = args.usbip {
+                eprintln!(
+                    "fidelio: exporting it over USB/IP on {usbip} as bus ID {}; attach it with:",
+                    fidelio_daemon::usbip::BUS_ID
+                );
+                for line in fidelio_daemon::usbip::attach_commands(usbip).lines() {
+                    eprintln!("    {line}");
+                }
+            }
         }),
     )?;
     Ok(())
+}
+
+/// How long to look for the UHID device's hidraw node: the kernel adds the HID device from a
+/// worker just after `UHID_CREATE2` returns, and udev names the node then.
+const HIDRAW_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Prints which hidraw node the UHID device got, once the kernel has made it (from a thread:
+/// the device loop is starting meanwhile).
+fn announce_uhid_node() {
+    let uniq = fidelio_daemon::uhid::default_uniq();
+    let serial = uniq.clone();
+    let spawned = std::thread::Builder::new()
+        .name("uhid-announce".to_owned())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            loop {
+                let sys = std::path::Path::new("/sys");
+                if let Some(node) = fidelio_daemon::uhid::find_hidraw(sys, &uniq) {
+                    let name = fidelio_daemon::uhid::DeviceIdentity::fidelio(&uniq).name;
+                    eprintln!(
+                        "fidelio: UHID device created: /dev/{node} (\"{name}\", serial {uniq})"
+                    );
+                    return;
+                }
+                if started.elapsed() >= HIDRAW_WAIT {
+                    eprintln!("fidelio: UHID device created (serial {uniq})");
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+        });
+    if spawned.is_err() {
+        eprintln!("fidelio: UHID device created (serial {serial})");
+    }
 }
 
 /// `fidelio power-cycle`: asks a running daemon to power-cycle its device.

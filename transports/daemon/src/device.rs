@@ -26,6 +26,12 @@ use crate::presence::PresenceSignals;
 pub enum Peer {
     /// A UDP client.
     Udp(SocketAddr),
+    /// The hosts of this machine's kernel, through the UHID device (one device per daemon;
+    /// the kernel gives every report to every open hidraw file, CTAPHID channels tell the
+    /// hosts apart).
+    Uhid,
+    /// The host that attached the USB/IP device (one at a time).
+    Usbip,
 }
 
 /// A packet from a lane.
@@ -41,6 +47,37 @@ pub struct Inbound {
 pub trait Outbound {
     /// Sends one report to a peer; failures are the lane's to log.
     fn send(&self, to: &Peer, packet: &[u8; PACKET_SIZE]);
+}
+
+/// Several lanes behind one [`Outbound`]: every report is offered to each lane, and each lane
+/// sends only to its own kind of [`Peer`] and ignores the others.
+#[derive(Default)]
+pub struct Lanes(Vec<Rc<dyn Outbound>>);
+
+impl Lanes {
+    /// No lanes yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a lane's sending half.
+    pub fn push(&mut self, lane: Rc<dyn Outbound>) {
+        self.0.push(lane);
+    }
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lanes({})", self.0.len())
+    }
+}
+
+impl Outbound for Lanes {
+    fn send(&self, to: &Peer, packet: &[u8; PACKET_SIZE]) {
+        for lane in &self.0 {
+            lane.send(to, packet);
+        }
+    }
 }
 
 /// Commands of the control interface.

@@ -1,8 +1,11 @@
 //! Fidelio's virtual authenticator daemon: the core behind CTAPHID, reachable through lanes
-//! (UDP today), with a loopback control interface and decoded CTAP logging.
+//! (UDP always; UHID and USB/IP on request), with a loopback control interface and decoded
+//! CTAP logging.
 //!
 //! ```text
 //!   UDP 127.0.0.1:8111 ──packets──▶ device loop (CtapHid + Authenticator) ──packets──▶ UDP
+//!   /dev/uhid (--uhid) ──packets──▶ the same device loop ──packets──▶ /dev/uhid
+//!   USB/IP (--usbip) ──URBs──▶ usb-device + fidelio-usb class ──packets──▶ the same loop
 //!   control 127.0.0.1:8112 (JSON lines) ──▶ status, power-cycle
 //! ```
 
@@ -11,6 +14,8 @@ pub mod ctap_log;
 pub mod device;
 pub mod presence;
 pub mod udp;
+pub mod uhid;
+pub mod usbip;
 
 use std::io::{BufRead, Write as _};
 use std::net::SocketAddr;
@@ -52,6 +57,12 @@ pub struct ServeOptions {
     pub seed: Option<u64>,
     /// Log every request and response decoded.
     pub log_ctap: bool,
+    /// Also serve a FIDO HID device in this machine's kernel through `/dev/uhid` (the UHID
+    /// lane, serial [`uhid::default_uniq`]); the UDP lane stays on.
+    pub uhid: bool,
+    /// Also export the key as a USB device over USB/IP on this address (the USB/IP lane;
+    /// `None`: off).
+    pub usbip: Option<SocketAddr>,
 }
 
 /// Why the daemon could not start or stopped with an error.
@@ -65,6 +76,10 @@ pub enum ServeError {
     Control(SocketAddr, std::io::Error),
     /// Signal handlers could not be installed.
     Signals(std::io::Error),
+    /// The UHID lane could not start.
+    Uhid(uhid::UhidError),
+    /// The USB/IP lane could not bind.
+    Usbip(usbip::BindError),
 }
 
 impl std::fmt::Display for ServeError {
@@ -79,6 +94,8 @@ impl std::fmt::Display for ServeError {
                 )
             }
             ServeError::Signals(error) => write!(f, "cannot install signal handlers: {error}"),
+            ServeError::Uhid(error) => write!(f, "{error}"),
+            ServeError::Usbip(error) => write!(f, "{error}"),
         }
     }
 }
@@ -155,6 +172,21 @@ async fn serve_with<S: Store + 'static>(
         .await
         .map_err(ServeError::Bind)?;
     let udp_address = lane.local_addr().unwrap_or(options.udp);
+    let uhid_lane = if options.uhid {
+        let identity = uhid::DeviceIdentity::fidelio(&uhid::default_uniq());
+        let path = std::path::Path::new(uhid::DEFAULT_PATH);
+        Some(uhid::UhidLane::open(path, &identity).map_err(ServeError::Uhid)?)
+    } else {
+        None
+    };
+    let usbip_lane = match options.usbip {
+        Some(address) => Some(
+            usbip::UsbipLane::bind(address)
+                .await
+                .map_err(ServeError::Usbip)?,
+        ),
+        None => None,
+    };
     let (inbound_tx, inbound_rx) = mpsc::channel(256);
     let (control_tx, control_rx) = mpsc::channel(16);
     if let Some(address) = options.control {
@@ -164,7 +196,27 @@ async fn serve_with<S: Store + 'static>(
         tracing::info!("control interface on {address}");
         tokio::task::spawn_local(control::run(listener, control_tx.clone()));
     }
-    let outbound = lane.outbound();
+    let mut lanes = device::Lanes::new();
+    lanes.push(lane.outbound());
+    if let Some(uhid) = &uhid_lane {
+        lanes.push(uhid.outbound());
+        // Detached: it ends at the UHID_STOP that follows UHID_DESTROY, or with the process.
+        let _reader = uhid
+            .spawn_reader(inbound_tx.clone())
+            .map_err(ServeError::Uhid)?;
+    }
+    if let Some(usbip) = usbip_lane {
+        lanes.push(usbip.outbound());
+        if let Ok(address) = usbip.local_addr() {
+            tracing::info!(
+                "exporting a USB device over USB/IP on {address} (bus ID {}); attach it with:\n{}",
+                usbip::BUS_ID,
+                usbip::attach_commands(address)
+            );
+        }
+        tokio::task::spawn_local(usbip.run(inbound_tx.clone()));
+    }
+    let outbound: Rc<dyn device::Outbound> = Rc::new(lanes);
     tokio::task::spawn_local(lane.run(inbound_tx));
 
     let device_options = DeviceOptions {
@@ -178,6 +230,9 @@ async fn serve_with<S: Store + 'static>(
         },
     };
     tracing::info!("serving CTAPHID over UDP on {udp_address}");
+    if uhid_lane.is_some() {
+        tracing::info!("serving CTAPHID over UHID ({})", uhid::DEFAULT_PATH);
+    }
     ready(udp_address);
     device::run(
         authenticator,
@@ -190,6 +245,8 @@ async fn serve_with<S: Store + 'static>(
     )
     .await;
     drop(control_tx);
+    // UHID_DESTROY: the hidraw node goes away now, not at process exit.
+    drop(uhid_lane);
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -30,6 +30,8 @@ pub fn start_daemon_with(mut config: Config) -> SocketAddr {
         presence: PresenceMode::Auto,
         seed: None,
         log_ctap: false,
+        uhid: false,
+        usbip: None,
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     std::thread::Builder::new()
