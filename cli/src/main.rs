@@ -9,6 +9,7 @@ mod attestation;
 mod ceremony;
 mod client;
 mod demo;
+mod doctor;
 mod serve;
 
 #[derive(Debug, Parser)]
@@ -47,6 +48,14 @@ enum Command {
     /// Manage attestation material (batch key and certificates).
     #[command(subcommand)]
     Attestation(AttestationCommand),
+    /// Check whether this machine can run `fidelio serve --uhid`, and print the exact fix for
+    /// each problem.
+    ///
+    /// Checks the uhid kernel module, read-write access to /dev/uhid, and which FIDO hidraw
+    /// nodes this user can open (with the udev rules that grant access); reports the USB/IP
+    /// tools (vhci_hcd, usbip) for information. Exit status 0 when the UHID lane is ready,
+    /// 1 otherwise.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +126,7 @@ fn main() -> ExitCode {
             force,
         }) => attestation::init(&dir, aaguid.as_deref(), organization, country, force),
         Command::Attestation(AttestationCommand::Show { dir }) => attestation::show(&dir),
+        Command::Doctor(args) => return doctor::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
