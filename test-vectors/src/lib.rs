@@ -9,14 +9,29 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[cfg(feature = "std")]
 //! for vector in fidelio_test_vectors::load_dir("test-vectors/kat")? {
 //!     fidelio_test_vectors::run(&vector)?;
 //! }
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Without the default `std` feature the crate is `no_std` (it needs `alloc`): the format's
+//! types, [`Session`], [`check_response`] and [`Mismatch`] are there, so the same setup, step
+//! and comparison logic replays vectors on a microcontroller (`firmware/qemu-vectors`, which
+//! loads the files at build time with [`load_dir`] and runs them under QEMU). JSON and the file
+//! loader need `std`.
+#![no_std]
 
-use std::fmt;
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+#[cfg(feature = "std")]
 use std::path::{Path, PathBuf};
 
 use authenticator_core::platform::{BuiltInUv, PresenceOutcome};
@@ -208,7 +223,35 @@ pub struct Step {
     pub response: Vec<u8>,
 }
 
+/// A step's data, borrowed: what replaying needs of a [`Step`], and what a runner whose vectors
+/// are compiled-in statics builds without allocating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepRef<'a> {
+    /// What the step does, for humans.
+    pub note: Option<&'a str>,
+    /// Milliseconds the clock moves forward before the request is sent.
+    pub advance_ms: Option<u64>,
+    /// The command byte followed by its CBOR parameters.
+    pub request: &'a [u8],
+    /// The complete expected response: status byte, then CBOR.
+    pub response: &'a [u8],
+}
+
+impl Step {
+    /// The step as borrowed data.
+    pub fn view(&self) -> StepRef<'_> {
+        StepRef {
+            note: self.note.as_deref(),
+            advance_ms: self.advance_ms,
+            request: &self.request,
+            response: &self.response,
+        }
+    }
+}
+
 mod hex_bytes {
+    use alloc::string::String;
+    use alloc::vec::Vec;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -223,11 +266,13 @@ mod hex_bytes {
 
 impl Vector {
     /// Parses a vector from JSON.
+    #[cfg(feature = "std")]
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
         serde_json::from_str(json)
     }
 
     /// The vector as pretty-printed JSON with a final newline, as the files are written.
+    #[cfg(feature = "std")]
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
         let mut json = serde_json::to_string_pretty(self)?;
         json.push('\n');
@@ -263,6 +308,23 @@ impl Session {
             self.authenticator.platform().clock.advance(ms);
         }
         authenticator_core::block_on(self.authenticator.process(request))
+    }
+
+    /// Replays one step of vector `vector` (its `index`-th): [`send`](Self::send), then
+    /// [`check_response`].
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error is the whole report of a failing step, built once on a cold path \
+                  (allow, not expect: the lint fires on 64-bit targets only)"
+    )]
+    pub fn replay(
+        &mut self,
+        vector: &str,
+        index: usize,
+        step: StepRef<'_>,
+    ) -> Result<(), Mismatch> {
+        let actual = self.send(step.advance_ms, step.request);
+        check_response(vector, index, step, &actual)
     }
 
     /// The authenticator, for inspection.
@@ -310,35 +372,52 @@ impl fmt::Display for Mismatch {
     }
 }
 
-impl std::error::Error for Mismatch {}
+impl core::error::Error for Mismatch {}
+
+/// Compares the response `actual` to step `index` of vector `vector` with the step's expected
+/// response, byte for byte: `Ok` when identical, else the report of the difference.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the whole report of a failing step, built once on a cold path \
+              (allow, not expect: the lint fires on 64-bit targets only)"
+)]
+pub fn check_response(
+    vector: &str,
+    index: usize,
+    step: StepRef<'_>,
+    actual: &[u8],
+) -> Result<(), Mismatch> {
+    if actual == step.response {
+        return Ok(());
+    }
+    let first_difference = actual
+        .iter()
+        .zip(step.response)
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| actual.len().min(step.response.len()));
+    Err(Mismatch {
+        vector: vector.to_string(),
+        step: index,
+        note: step.note.map(ToString::to_string),
+        request: hex::encode(step.request),
+        expected: hex::encode(step.response),
+        actual: hex::encode(actual),
+        expected_status: describe_status(step.response),
+        actual_status: describe_status(actual),
+        first_difference,
+    })
+}
 
 /// Replays a vector on a fresh authenticator and compares every response byte for byte.
-#[expect(
+#[allow(
     clippy::result_large_err,
-    reason = "the error is the whole report of a failing step, built once on a cold path"
+    reason = "the error is the whole report of a failing step, built once on a cold path \
+              (allow, not expect: the lint fires on 64-bit targets only)"
 )]
 pub fn run(vector: &Vector) -> Result<(), Mismatch> {
     let mut session = vector.session();
     for (index, step) in vector.steps.iter().enumerate() {
-        let actual = session.send(step.advance_ms, &step.request);
-        if actual != step.response {
-            let first_difference = actual
-                .iter()
-                .zip(&step.response)
-                .position(|(a, b)| a != b)
-                .unwrap_or_else(|| actual.len().min(step.response.len()));
-            return Err(Mismatch {
-                vector: vector.name.clone(),
-                step: index,
-                note: step.note.clone(),
-                request: hex::encode(&step.request),
-                expected: hex::encode(&step.response),
-                actual: hex::encode(&actual),
-                expected_status: describe_status(&step.response),
-                actual_status: describe_status(&actual),
-                first_difference,
-            });
-        }
+        session.replay(&vector.name, index, step.view())?;
     }
     Ok(())
 }
@@ -409,12 +488,13 @@ pub fn describe_status(response: &[u8]) -> String {
         None => String::from("(empty response)"),
         Some(&byte) => match status_code(byte) {
             Some(code) => code.to_string(),
-            None => format!("unknown status (0x{byte:02X})"),
+            None => alloc::format!("unknown status (0x{byte:02X})"),
         },
     }
 }
 
 /// Why vectors could not be loaded.
+#[cfg(feature = "std")]
 #[derive(Debug)]
 pub enum LoadError {
     /// The directory or a file could not be read.
@@ -440,6 +520,7 @@ pub enum LoadError {
     },
 }
 
+#[cfg(feature = "std")]
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -458,6 +539,7 @@ impl fmt::Display for LoadError {
     }
 }
 
+#[cfg(feature = "std")]
 impl std::error::Error for LoadError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -469,6 +551,7 @@ impl std::error::Error for LoadError {
 }
 
 /// Loads one vector file, checking that the vector is named after the file.
+#[cfg(feature = "std")]
 pub fn load_file(path: impl AsRef<Path>) -> Result<Vector, LoadError> {
     let path = path.as_ref();
     let json = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
@@ -489,6 +572,7 @@ pub fn load_file(path: impl AsRef<Path>) -> Result<Vector, LoadError> {
 }
 
 /// The `*.json` files directly in `dir`, sorted by name.
+#[cfg(feature = "std")]
 pub fn vector_files(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, LoadError> {
     let dir = dir.as_ref();
     let io = |source| LoadError::Io {
@@ -507,13 +591,15 @@ pub fn vector_files(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, LoadError> {
 }
 
 /// Loads every `*.json` vector directly in `dir`, sorted by file name.
+#[cfg(feature = "std")]
 pub fn load_dir(dir: impl AsRef<Path>) -> Result<Vec<Vector>, LoadError> {
     vector_files(dir)?.iter().map(load_file).collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     fn sample() -> Vector {
         Vector {
