@@ -2,37 +2,33 @@
 //! responses into the JSON shapes browsers give relying parties (RegistrationResponseJSON /
 //! AuthenticationResponseJSON).
 //!
-//! Ceremonies run over any [`Ctap2Channel`]: an in-process [`Authenticator`] (`fidelio demo`)
-//! or a CTAPHID client talking to a device (`fidelio client`).
+//! Ceremonies run over any fidelio-webauthn [`Ctap2`] channel: an in-process authenticator
+//! (`fidelio demo`) or a CTAPHID client talking to a device (`fidelio client`).
 //!
 //! The full client (origin and RP ID rules, extensions, errors) is `transports/webauthn`'s job;
 //! this is just enough to run a real ceremony end to end.
 
 use anyhow::{Context, Result, anyhow, bail};
 use authenticator_core::cbor::{self, Key, Members, Value};
-use authenticator_core::{Authenticator, Platform, StatusCode, block_on};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use fidelio_client::{CtapHidClient, Transport};
+use fidelio_webauthn::auth_data::{AuthenticatorData, cose_algorithm};
+use fidelio_webauthn::ctap::{CommandError, Ctap2};
+use fidelio_webauthn::{CeremonyType, CollectedClientData};
 use serde_json::{Value as Json, json};
 use sha2::Digest;
 
 /// base64url without padding, as WebAuthn's JSON uses.
-pub fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
+pub use fidelio_webauthn::b64;
 
-/// clientDataJSON by the exact serialization of WebAuthn L3 §5.8.1.1 (same-origin).
-pub fn client_data_json(kind: &str, challenge: &[u8], origin: &str) -> Vec<u8> {
-    // serde_json's string encoding is the JSON string serialization the spec calls for.
-    let quote = |s: &str| Json::String(s.to_owned()).to_string();
-    format!(
-        "{{\"type\":{},\"challenge\":{},\"origin\":{},\"crossOrigin\":false}}",
-        quote(kind),
-        quote(&b64(challenge)),
-        quote(origin)
-    )
-    .into_bytes()
+/// clientDataJSON by the exact serialization of WebAuthn L3 §5.8.1.1 (same-origin), from
+/// fidelio-webauthn, the one place that serialization lives.
+pub fn client_data_json(kind: CeremonyType, challenge: &[u8], origin: &str) -> Vec<u8> {
+    CollectedClientData {
+        kind,
+        challenge,
+        origin,
+        top_origin: None,
+    }
+    .to_json_bytes()
 }
 
 /// The relying party and account of a ceremony.
@@ -84,116 +80,29 @@ pub struct Assertion {
     pub json: Json,
 }
 
-/// Carries CTAP2 requests (command byte, CBOR parameters) to an authenticator and brings its
-/// responses (status byte, CBOR) back.
-pub trait Ctap2Channel {
-    /// One request, one response.
-    fn transact(&mut self, request: &[u8]) -> Result<Vec<u8>>;
-}
+/// An error status from the authenticator (fidelio-webauthn's `CtapStatus`, which names every
+/// CTAP 2.1 status).
+pub use fidelio_webauthn::CtapStatus as CtapError;
 
-/// In process: straight into the core.
-impl<P: Platform> Ctap2Channel for Authenticator<P> {
-    fn transact(&mut self, request: &[u8]) -> Result<Vec<u8>> {
-        Ok(block_on(self.process(request)))
-    }
-}
-
-/// Over CTAPHID (UDP or USB HID): CTAPHID_CBOR.
-impl<T: Transport> Ctap2Channel for CtapHidClient<T> {
-    fn transact(&mut self, request: &[u8]) -> Result<Vec<u8>> {
-        Ok(self.cbor(request)?)
-    }
-}
-
-/// The authenticator answered with an error status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CtapError {
-    /// The status byte.
-    pub status: u8,
-}
-
-impl CtapError {
-    /// The status, if it is one this client knows by name.
-    pub fn code(self) -> Option<StatusCode> {
-        known_status(self.status)
-    }
-}
-
-impl std::fmt::Display for CtapError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = self.code().map_or("unknown status", StatusCode::name);
-        write!(f, "authenticator answered 0x{:02X} {name}", self.status)
-    }
-}
-
-impl std::error::Error for CtapError {}
-
-/// Sends one CTAP2 command (`params` `None`: the command byte alone) and decodes the answer:
-/// `None` for a success without a body (authenticatorReset), a [`CtapError`] for an error
-/// status.
-pub fn command<C: Ctap2Channel + ?Sized>(
+/// Sends one CTAP2 command (`params` `None`: the command byte alone) over any fidelio-webauthn
+/// channel (an in-process [`authenticator_core::Authenticator`], a `CtapHidClient`) and decodes
+/// the answer: `None` for a success without a body (authenticatorReset), a [`CtapError`] for an
+/// error status.
+pub fn command<C: Ctap2 + ?Sized>(
     device: &mut C,
     command: u8,
     params: Option<&Value>,
 ) -> Result<Option<Value>> {
-    let mut request = vec![command];
-    if let Some(params) = params {
-        cbor::encode(params, &mut request);
-    }
-    let response = device.transact(&request)?;
-    let (&status, body) = response
-        .split_first()
-        .ok_or_else(|| anyhow!("empty response"))?;
-    if status != 0 {
-        return Err(CtapError { status }.into());
-    }
-    if body.is_empty() {
-        return Ok(None);
-    }
-    cbor::decode(body)
-        .map(Some)
-        .map_err(|e| anyhow!("response is not CBOR: {e}"))
+    fidelio_webauthn::block_on(fidelio_webauthn::ctap::command(device, command, params)).map_err(
+        |error| match error {
+            CommandError::Status(status) => anyhow::Error::new(status),
+            other => anyhow!("{other}"),
+        },
+    )
 }
 
-fn transact<C: Ctap2Channel + ?Sized>(device: &mut C, command: u8, params: Value) -> Result<Value> {
+fn transact<C: Ctap2 + ?Sized>(device: &mut C, command: u8, params: Value) -> Result<Value> {
     self::command(device, command, Some(&params))?.ok_or_else(|| anyhow!("empty response body"))
-}
-
-fn known_status(byte: u8) -> Option<StatusCode> {
-    use StatusCode::*;
-    [
-        InvalidCommand,
-        InvalidParameter,
-        InvalidLength,
-        InvalidSeq,
-        Timeout,
-        ChannelBusy,
-        CborUnexpectedType,
-        InvalidCbor,
-        MissingParameter,
-        CredentialExcluded,
-        UnsupportedAlgorithm,
-        OperationDenied,
-        KeyStoreFull,
-        UnsupportedOption,
-        InvalidOption,
-        KeepaliveCancel,
-        NoCredentials,
-        UserActionTimeout,
-        NotAllowed,
-        PinInvalid,
-        PinBlocked,
-        PinAuthInvalid,
-        PinNotSet,
-        PuatRequired,
-        UpRequired,
-        UvBlocked,
-        UvInvalid,
-        RequestTooLarge,
-        Other,
-    ]
-    .into_iter()
-    .find(|code| code.to_byte() == byte)
 }
 
 fn bytes_member(members: &Members<'_>, key: u64) -> Result<Vec<u8>> {
@@ -206,14 +115,14 @@ fn bytes_member(members: &Members<'_>, key: u64) -> Result<Vec<u8>> {
 }
 
 /// navigator.credentials.create(): makeCredential and the JSON an RP receives.
-pub fn register<C: Ctap2Channel + ?Sized>(
+pub fn register<C: Ctap2 + ?Sized>(
     device: &mut C,
     party: &Party,
     challenge: &[u8],
     algorithms: &[i64],
     resident: bool,
 ) -> Result<Registration> {
-    let client_data = client_data_json("webauthn.create", challenge, &party.origin);
+    let client_data = client_data_json(CeremonyType::Create, challenge, &party.origin);
     let params = cbor::map(vec![
         (
             cbor::int(1),
@@ -305,13 +214,13 @@ pub fn register<C: Ctap2Channel + ?Sized>(
 
 /// navigator.credentials.get(): getAssertion and the JSON an RP receives. An empty
 /// `allow_list` discovers resident credentials.
-pub fn authenticate<C: Ctap2Channel + ?Sized>(
+pub fn authenticate<C: Ctap2 + ?Sized>(
     device: &mut C,
     party: &Party,
     challenge: &[u8],
     allow_list: &[Vec<u8>],
 ) -> Result<Assertion> {
-    let client_data = client_data_json("webauthn.get", challenge, &party.origin);
+    let client_data = client_data_json(CeremonyType::Get, challenge, &party.origin);
     let mut params = vec![
         (cbor::int(1), cbor::text(&party.rp_id)),
         (
@@ -398,46 +307,21 @@ pub struct ParsedAuthData {
 }
 
 impl ParsedAuthData {
-    /// Parses authenticator data (WebAuthn §6.1).
+    /// Parses authenticator data (WebAuthn §6.1) with fidelio-webauthn's parser.
     pub fn parse(data: &[u8]) -> Result<Self> {
-        let flags = *data.get(32).ok_or_else(|| anyhow!("authData too short"))?;
-        let count: [u8; 4] = data
-            .get(33..37)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| anyhow!("authData too short"))?;
-        let mut parsed = Self {
-            flags,
-            sign_count: u32::from_be_bytes(count),
-            credential_id: None,
-            public_key: None,
-            algorithm: None,
+        let parsed = AuthenticatorData::parse(data).map_err(|why| anyhow!("{why}"))?;
+        let (credential_id, public_key) = match parsed.attested {
+            Some(attested) => (Some(attested.credential_id), Some(attested.public_key)),
+            None => (None, None),
         };
-        if flags & authenticator_core::authenticator::flags::AT != 0 {
-            let len_bytes: [u8; 2] = data
-                .get(53..55)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| anyhow!("authData too short"))?;
-            let len = usize::from(u16::from_be_bytes(len_bytes));
-            let id = data
-                .get(55..55 + len)
-                .ok_or_else(|| anyhow!("authData too short"))?;
-            let mut rest = data.get(55 + len..).unwrap_or_default();
-            let key: Value = ciborium_read(&mut rest)?;
-            let alg = Members::of(&key)
-                .ok()
-                .and_then(|m| m.get(Key::Int(3)))
-                .and_then(|v| cbor::as_int(v).ok());
-            parsed.credential_id = Some(id.to_vec());
-            parsed.algorithm = alg;
-            parsed.public_key = Some(key);
-        }
-        Ok(parsed)
+        Ok(Self {
+            flags: parsed.flags,
+            sign_count: parsed.sign_count,
+            algorithm: public_key.as_ref().and_then(cose_algorithm),
+            credential_id,
+            public_key,
+        })
     }
-}
-
-fn ciborium_read(rest: &mut &[u8]) -> Result<Value> {
-    // The COSE key may be followed by extension CBOR: read just the first item.
-    ciborium::de::from_reader(rest).map_err(|e| anyhow!("no public key in authData: {e}"))
 }
 
 /// Verifies a signature with a COSE public key using RustCrypto's verifiers.
