@@ -219,7 +219,7 @@ impl DeviceIdentity {
     /// ([`fidelio_usb`]), on the USB bus, with serial `uniq`.
     pub fn fidelio(uniq: &str) -> Self {
         Self {
-            name: fidelio_usb::PRODUCT.to_owned(),
+            name: fidelio_usb::DEVICE_NAME.to_owned(),
             phys: PHYS.to_owned(),
             uniq: uniq.to_owned(),
             bus: BUS_USB,

@@ -54,8 +54,12 @@ pub const USB_VID: u16 = 0x1209;
 pub const USB_PID: u16 = 0x0001;
 /// Manufacturer string.
 pub const MANUFACTURER: &str = "Fidelio";
-/// Product string.
-pub const PRODUCT: &str = "Fidelio FIDO2 Authenticator";
+/// Product string. Hosts name a USB HID device "<manufacturer> <product>", so the product
+/// string does not repeat the manufacturer (that would read "Fidelio Fidelio …").
+pub const PRODUCT: &str = "FIDO2 Authenticator";
+/// The whole device name, as hosts show it: manufacturer and product. Transports without
+/// string descriptors (Linux UHID) use it as the device name.
+pub const DEVICE_NAME: &str = "Fidelio FIDO2 Authenticator";
 /// bcdDevice, the device release number: 0.1.0 in binary-coded decimal (0xJJMN: major JJ,
 /// minor M, patch N).
 pub const DEVICE_RELEASE: u16 = 0x0010;
