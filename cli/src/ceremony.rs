@@ -26,6 +26,7 @@ pub fn client_data_json(kind: CeremonyType, challenge: &[u8], origin: &str) -> V
         kind,
         challenge,
         origin,
+        cross_origin: false,
         top_origin: None,
     }
     .to_json_bytes()

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod attestation;
+mod browser;
 mod ceremony;
 mod client;
 mod demo;
@@ -56,6 +57,9 @@ enum Command {
     /// tools (vhci_hcd, usbip) for information. Exit status 0 when the UHID lane is ready,
     /// 1 otherwise.
     Doctor(doctor::DoctorArgs),
+    /// Connect Chromium to a daemon's browser gateway (`serve --browser`): the WebAuthn proxy
+    /// extension and its native-messaging host (docs/browser.md).
+    Browser(browser::BrowserArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
         }) => attestation::init(&dir, aaguid.as_deref(), organization, country, force),
         Command::Attestation(AttestationCommand::Show { dir }) => attestation::show(&dir),
         Command::Doctor(args) => return doctor::run(&args),
+        Command::Browser(args) => browser::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

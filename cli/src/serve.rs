@@ -70,6 +70,33 @@ pub struct ServeArgs {
     /// so keep ADDR on loopback or a trusted network.
     #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = DEFAULT_USBIP)]
     usbip: Option<SocketAddr>,
+    /// Also serve the browser gateway on ADDR (plain `--browser`: 127.0.0.1:8113): loopback
+    /// HTTP that runs WebAuthn ceremonies for the Chromium extension against this device
+    /// (docs/browser.md). Every request needs the gateway's token, printed at start and
+    /// written with the URL to the token file.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = fidelio_daemon::browser::DEFAULT_ADDRESS)]
+    browser: Option<SocketAddr>,
+    /// The browser gateway's token (default: a fresh random one per start). For tests.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FIDELIO_BROWSER_TOKEN",
+        hide_env_values = true
+    )]
+    browser_token: Option<String>,
+    /// Where to write the gateway's URL and token (JSON, mode 0600). Default:
+    /// $XDG_RUNTIME_DIR/fidelio/browser-gateway.json (~/.local/state/fidelio/… without it).
+    #[arg(long, value_name = "PATH", requires = "browser")]
+    browser_token_file: Option<PathBuf>,
+    /// A tester's knob: the PIN the gateway's user "types" when a ceremony needs user
+    /// verification. If the device has no PIN, the gateway sets this one first.
+    #[arg(
+        long,
+        value_name = "PIN",
+        env = "FIDELIO_BROWSER_PIN",
+        hide_env_values = true
+    )]
+    browser_pin: Option<String>,
 }
 
 /// Runs the daemon.
@@ -91,6 +118,10 @@ pub fn run(args: &ServeArgs) -> Result<()> {
                 .unwrap_or_else(fidelio_daemon::default_state_path),
         )
     };
+    let browser = match args.browser {
+        Some(address) => Some(browser_options(args, address)?),
+        None => None,
+    };
     let options = ServeOptions {
         config,
         state,
@@ -101,6 +132,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         log_ctap: args.log_ctap,
         uhid: args.uhid,
         usbip: args.usbip,
+        browser: browser.clone(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -116,6 +148,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
             if args.uhid {
                 announce_uhid_node();
             }
+            if let Some(browser) = &browser {
+                announce_browser_gateway(browser);
+            }
             if let Some(usbip) = args.usbip {
                 eprintln!(
                     "fidelio: exporting it over USB/IP on {usbip} as bus ID {}; attach it with:",
@@ -128,6 +163,47 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         }),
     )?;
     Ok(())
+}
+
+fn browser_options(
+    args: &ServeArgs,
+    address: SocketAddr,
+) -> Result<fidelio_daemon::browser::BrowserOptions> {
+    let mut options = fidelio_daemon::browser::BrowserOptions::new(address);
+    if let Some(token) = &args.browser_token {
+        fidelio_daemon::browser::check_token(token).map_err(anyhow::Error::msg)?;
+        options.token = token.clone();
+    }
+    if let Some(path) = &args.browser_token_file {
+        options.token_file = Some(path.clone());
+    }
+    if let Some(pin) = &args.browser_pin {
+        if pin.chars().count() < 4 || pin.len() > 63 {
+            bail!("--browser-pin: a PIN has at least 4 characters and at most 63 bytes");
+        }
+        options.pin = Some(pin.clone());
+    }
+    Ok(options)
+}
+
+/// Prints where the browser gateway is (the token file has the bound port) and its token.
+fn announce_browser_gateway(options: &fidelio_daemon::browser::BrowserOptions) {
+    let written = options
+        .token_file
+        .as_deref()
+        .and_then(|path| fidelio_daemon::browser::TokenFile::read(path).ok());
+    let url = written
+        .map(|file| file.url)
+        .unwrap_or_else(|| format!("http://{}", options.address));
+    eprintln!("fidelio: browser gateway on {url}");
+    eprintln!("fidelio: browser gateway token: {}", options.token);
+    if let Some(path) = &options.token_file {
+        eprintln!(
+            "fidelio: (URL and token written to {}; `fidelio browser install` lets the Chromium \
+             extension read them)",
+            path.display()
+        );
+    }
 }
 
 /// How long to look for the UHID device's hidraw node: the kernel adds the HID device from a

@@ -32,6 +32,9 @@ pub enum Peer {
     Uhid,
     /// The host that attached the USB/IP device (one at a time).
     Usbip,
+    /// An in-process client of the browser gateway (`browser.rs`), by its number: the
+    /// gateway's WebAuthn client reaches the device through the same CTAPHID channel table.
+    Gateway(u32),
 }
 
 /// A packet from a lane.

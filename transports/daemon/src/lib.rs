@@ -7,8 +7,11 @@
 //!   /dev/uhid (--uhid) ──packets──▶ the same device loop ──packets──▶ /dev/uhid
 //!   USB/IP (--usbip) ──URBs──▶ usb-device + fidelio-usb class ──packets──▶ the same loop
 //!   control 127.0.0.1:8112 (JSON lines) ──▶ status, power-cycle
+//!   browser gateway (--browser, HTTP 127.0.0.1:8113) ──▶ fidelio-webauthn client ──packets──▶
+//!     the same loop (docs/browser.md)
 //! ```
 
+pub mod browser;
 pub mod control;
 pub mod ctap_log;
 pub mod device;
@@ -63,6 +66,9 @@ pub struct ServeOptions {
     /// Also export the key as a USB device over USB/IP on this address (the USB/IP lane;
     /// `None`: off).
     pub usbip: Option<SocketAddr>,
+    /// Also serve the browser gateway (WebAuthn ceremonies over loopback HTTP for the Chromium
+    /// extension; `None`: off).
+    pub browser: Option<browser::BrowserOptions>,
 }
 
 /// Why the daemon could not start or stopped with an error.
@@ -80,6 +86,8 @@ pub enum ServeError {
     Uhid(uhid::UhidError),
     /// The USB/IP lane could not bind.
     Usbip(usbip::BindError),
+    /// The browser gateway could not start.
+    Browser(browser::GatewayError),
 }
 
 impl std::fmt::Display for ServeError {
@@ -96,6 +104,7 @@ impl std::fmt::Display for ServeError {
             ServeError::Signals(error) => write!(f, "cannot install signal handlers: {error}"),
             ServeError::Uhid(error) => write!(f, "{error}"),
             ServeError::Usbip(error) => write!(f, "{error}"),
+            ServeError::Browser(error) => write!(f, "{error}"),
         }
     }
 }
@@ -161,7 +170,11 @@ async fn serve_with<S: Store + 'static>(
 
     let signals = Rc::new(PresenceSignals::default());
     let prompts = (options.presence == PresenceMode::Prompt).then(start_prompt_thread);
-    let presence = DaemonPresence::new(options.presence, signals.clone(), prompts);
+    let mut presence = DaemonPresence::new(options.presence, signals.clone(), prompts);
+    if options.config.platform_device {
+        // A platform authenticator verifies its user itself (answered like presence).
+        presence.built_in_uv = authenticator_core::platform::BuiltInUv::Configured;
+    }
     let max_msg_size = options.config.max_msg_size;
     let authenticator = Authenticator::new(
         HostPlatform::new(rng, store, presence),
@@ -198,6 +211,16 @@ async fn serve_with<S: Store + 'static>(
     }
     let mut lanes = device::Lanes::new();
     lanes.push(lane.outbound());
+    let gateway = match &options.browser {
+        Some(browser) => {
+            let gateway = browser::Gateway::start(browser, inbound_tx.clone(), options.seed)
+                .await
+                .map_err(ServeError::Browser)?;
+            lanes.push(gateway.outbound());
+            Some(gateway)
+        }
+        None => None,
+    };
     if let Some(uhid) = &uhid_lane {
         lanes.push(uhid.outbound());
         // Detached: it ends at the UHID_STOP that follows UHID_DESTROY, or with the process.
@@ -245,6 +268,8 @@ async fn serve_with<S: Store + 'static>(
     )
     .await;
     drop(control_tx);
+    // The gateway stops accepting and removes its token file.
+    drop(gateway);
     // UHID_DESTROY: the hidraw node goes away now, not at process exit.
     drop(uhid_lane);
     tracing::info!("stopped cleanly");

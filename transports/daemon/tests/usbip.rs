@@ -41,6 +41,7 @@ fn start_daemon() -> SocketAddr {
         log_ctap: false,
         uhid: false,
         usbip: Some(usbip),
+        browser: None,
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     std::thread::spawn(move || {

@@ -18,7 +18,9 @@ use crate::response::{AuthenticationResponse, RegistrationResponse};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     origin: Origin,
-    /// The top-level origin, for a caller that is not same-origin with its ancestors.
+    /// Whether the caller is not same-origin with its ancestors (a cross-origin frame).
+    cross_origin: bool,
+    /// The top-level origin of a cross-origin caller, when known.
     top_origin: Option<Origin>,
     transient_activation: bool,
 }
@@ -29,6 +31,7 @@ impl Caller {
     pub fn new(origin: &str) -> Result<Self, WebAuthnError> {
         Ok(Self {
             origin: parse_origin(origin)?,
+            cross_origin: false,
             top_origin: None,
             transient_activation: true,
         })
@@ -39,7 +42,18 @@ impl Caller {
     /// carries `topOrigin`.
     pub fn cross_origin(mut self, top_origin: &str) -> Result<Self, WebAuthnError> {
         self.top_origin = Some(parse_origin(top_origin)?);
+        self.cross_origin = true;
         Ok(self)
+    }
+
+    /// The caller is in a cross-origin frame whose top-level origin is not known: clientDataJSON
+    /// says `crossOrigin: true` and has no `topOrigin` (which §5.8.1 makes optional). This is
+    /// what a client that proxies another browser's requests can say when the browser does not
+    /// tell it the top-level origin (Chromium's `webAuthenticationProxy` does not).
+    pub fn cross_origin_unknown_top(mut self) -> Self {
+        self.top_origin = None;
+        self.cross_origin = true;
+        self
     }
 
     /// Whether the caller's window has transient user activation (a recent click); a
@@ -61,7 +75,7 @@ impl Caller {
 
     /// `sameOriginWithAncestors`.
     pub fn same_origin_with_ancestors(&self) -> bool {
-        self.top_origin.is_none()
+        !self.cross_origin
     }
 
     /// Transient activation.
@@ -462,6 +476,9 @@ mod tests {
     fn callers() {
         let caller = Caller::new("https://a.example").unwrap();
         assert!(caller.same_origin_with_ancestors());
+        let unknown_top = caller.clone().cross_origin_unknown_top();
+        assert!(!unknown_top.same_origin_with_ancestors());
+        assert_eq!(unknown_top.top_origin(), None);
         let framed = caller.cross_origin("https://top.example").unwrap();
         assert!(!framed.same_origin_with_ancestors());
         assert_eq!(

@@ -41,8 +41,10 @@ pub struct CollectedClientData<'a> {
     pub challenge: &'a [u8],
     /// The serialized caller origin.
     pub origin: &'a str,
-    /// The serialized top-level origin, for a caller that is not same-origin with its
-    /// ancestors (`crossOrigin: true`); `None` otherwise (`crossOrigin: false`).
+    /// Whether the caller is not same-origin with its ancestors (`crossOrigin`). A known
+    /// `top_origin` makes it true as well.
+    pub cross_origin: bool,
+    /// The serialized top-level origin of a cross-origin caller (`topOrigin`), when known.
     pub top_origin: Option<&'a str>,
 }
 
@@ -57,9 +59,10 @@ impl CollectedClientData<'_> {
         out.extend_from_slice(b",\"origin\":");
         ccd_to_string(self.origin, &mut out);
         out.extend_from_slice(b",\"crossOrigin\":");
-        match self.top_origin {
-            None => out.extend_from_slice(b"false"),
-            Some(top_origin) => {
+        match (self.cross_origin, self.top_origin) {
+            (false, None) => out.extend_from_slice(b"false"),
+            (true, None) => out.extend_from_slice(b"true"),
+            (_, Some(top_origin)) => {
                 out.extend_from_slice(b"true,\"topOrigin\":");
                 ccd_to_string(top_origin, &mut out);
             }
@@ -105,6 +108,7 @@ mod tests {
             kind: CeremonyType::Create,
             challenge: &[0xfb, 0xff, 0x00, 0x01],
             origin: "https://example.com",
+            cross_origin: false,
             top_origin: None,
         };
         // base64url, no padding: 0xfbff0001 is "-_8AAQ".
@@ -120,11 +124,21 @@ mod tests {
             kind: CeremonyType::Get,
             challenge: b"abc",
             origin: "https://idp.example",
+            cross_origin: true,
             top_origin: Some("https://rp.example:8443"),
         };
         assert_eq!(
             text(&data.to_json_bytes()),
             r#"{"type":"webauthn.get","challenge":"YWJj","origin":"https://idp.example","crossOrigin":true,"topOrigin":"https://rp.example:8443"}"#
+        );
+        // The top-level origin unknown (a proxying client): crossOrigin alone.
+        let unknown_top = CollectedClientData {
+            top_origin: None,
+            ..data
+        };
+        assert_eq!(
+            text(&unknown_top.to_json_bytes()),
+            r#"{"type":"webauthn.get","challenge":"YWJj","origin":"https://idp.example","crossOrigin":true}"#
         );
     }
 
@@ -151,6 +165,7 @@ mod tests {
             kind: CeremonyType::Get,
             challenge: &[7; 32],
             origin: "https://we\"ird\\\n.example",
+            cross_origin: true,
             top_origin: Some("https://top.example"),
         };
         let bytes = data.to_json_bytes();

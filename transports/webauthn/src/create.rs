@@ -158,6 +158,7 @@ impl<C: Ctap2, R: CryptoRng> Client<C, R> {
             kind: CeremonyType::Create,
             challenge: &options.challenge,
             origin: &origin,
+            cross_origin: !caller.same_origin_with_ancestors(),
             top_origin: top_origin.as_deref(),
         }
         .to_json_bytes();

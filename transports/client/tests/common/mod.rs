@@ -32,6 +32,7 @@ pub fn start_daemon_with(mut config: Config) -> SocketAddr {
         log_ctap: false,
         uhid: false,
         usbip: None,
+        browser: None,
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     std::thread::Builder::new()

@@ -1,0 +1,185 @@
+// Test harness for lane A: a `fidelio serve --browser` daemon, headless Debian Chromium with the
+// Fidelio extension (driven by playwright-core), and the test RP. Everything waits on events
+// (a line on the daemon's stderr, the extension's `fidelioReady` promise, a process exit) with
+// generous deadlines — never on sleeps — so a loaded 2-core machine only makes it slower.
+
+import {spawn} from 'node:child_process';
+import {mkdtemp, readFile, rm} from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import {createInterface} from 'node:readline';
+import {fileURLToPath} from 'node:url';
+
+import {chromium} from 'playwright-core';
+
+import {startRp} from './rp-server.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repo = path.resolve(here, '../..');
+export const extensionSource = path.join(repo, 'browser/chromium-extension');
+
+// Deadlines: generous, for a loaded machine.
+export const STARTUP_MS = 120_000;
+export const CEREMONY_MS = 60_000;
+
+export function fidelioBinary() {
+  if (process.env.FIDELIO_BIN) return process.env.FIDELIO_BIN;
+  const target = process.env.CARGO_TARGET_DIR ?? path.join(repo, 'target');
+  return path.join(target, 'debug', 'fidelio');
+}
+
+export function chromiumBinary() {
+  return process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+}
+
+function withDeadline(promise, ms, what) {
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, deadline]).finally(() => clearTimeout(timer));
+}
+
+// Runs `fidelio ARGS…` to completion; rejects with its output on failure.
+export function fidelio(args, {timeout = STARTUP_MS} = {}) {
+  return withDeadline(new Promise((resolve, reject) => {
+    const child = spawn(fidelioBinary(), args, {stdio: ['ignore', 'pipe', 'pipe']});
+    let output = '';
+    child.stdout.on('data', (d) => { output += d; });
+    child.stderr.on('data', (d) => { output += d; });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code === 0) resolve(output);
+      else reject(new Error(`fidelio ${args.join(' ')} exited with ${code}:\n${output}`));
+    });
+  }), timeout, `fidelio ${args[0]}`);
+}
+
+// Starts `fidelio serve --ephemeral --browser 127.0.0.1:0 …` and resolves once the gateway is
+// up (its announcement on stderr), with the URL and token from the token file.
+export async function startDaemon(dir, {pin, profile, gateway = '127.0.0.1:0', extraArgs = []} = {}) {
+  const tokenFile = path.join(dir, 'browser-gateway.json');
+  const args = [
+    'serve', '--ephemeral',
+    '--udp', '127.0.0.1:0', '--control', '127.0.0.1:0',
+    '--browser', gateway, '--browser-token-file', tokenFile,
+    ...(pin ? ['--browser-pin', pin] : []),
+    ...(profile ? ['--profile', profile] : []),
+    ...extraArgs,
+  ];
+  const child = spawn(fidelioBinary(), args, {stdio: ['ignore', 'ignore', 'pipe']});
+  const log = [];
+  const lines = createInterface({input: child.stderr});
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({code, signal})));
+  const up = new Promise((resolve, reject) => {
+    lines.on('line', (line) => {
+      log.push(line);
+      if (process.env.FIDELIO_TEST_VERBOSE) console.error(`[daemon] ${line}`);
+      if (line.startsWith('fidelio: browser gateway token:')) resolve();
+    });
+    child.once('error', reject);
+    exited.then(({code, signal}) => reject(new Error(
+      `fidelio serve exited (${code ?? signal}) before the gateway was up:\n${log.join('\n')}`)));
+  });
+  await withDeadline(up, STARTUP_MS, 'starting fidelio serve --browser');
+  const written = JSON.parse(await readFile(tokenFile, "utf8"));
+  return {
+    child,
+    log,
+    tokenFile,
+    url: written.url,
+    token: written.token,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await withDeadline(exited, 30_000, 'stopping fidelio serve').catch(() => child.kill('SIGKILL'));
+    },
+  };
+}
+
+// Launches headless Chromium with the extension at `extensionDir` in a fresh profile at
+// `profileDir`, and waits until the extension's worker has attached the WebAuthn proxy and
+// found the gateway.
+export async function launchChromium(profileDir, extensionDir) {
+  const context = await chromium.launchPersistentContext(profileDir, {
+    executablePath: chromiumBinary(),
+    headless: true,
+    timeout: STARTUP_MS,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      `--disable-extensions-except=${extensionDir}`,
+      `--load-extension=${extensionDir}`,
+    ],
+  });
+  try {
+    const worker = context.serviceWorkers().find((w) => w.url().startsWith('chrome-extension://'))
+      ?? await context.waitForEvent('serviceworker', {timeout: STARTUP_MS});
+    const ready = await withDeadline(worker.evaluate(() => self.fidelioReady), STARTUP_MS, 'the extension starting');
+    if (!ready.attached) throw new Error(`the extension could not attach the WebAuthn proxy: ${ready.attachError}`);
+    if (!ready.gateway) throw new Error('the extension did not find the gateway (native host or config.json)');
+    return {context, worker, ready};
+  } catch (error) {
+    await context.close().catch(() => {});
+    throw error;
+  }
+}
+
+// Everything lane A needs for one test file. `bake`: use an extension copy with the gateway's
+// URL and token baked in instead of the native-messaging host.
+export async function startLaneA({pin, profile, bake = false} = {}) {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'fidelio-lane-a-'));
+  const cleanup = [];
+  const stop = async () => {
+    for (const step of cleanup.reverse()) await step().catch((error) => console.error(error));
+    await rm(dir, {recursive: true, force: true});
+  };
+  const lane = {dir, stop};
+  try {
+    lane.daemon = await startDaemon(dir, {pin, profile});
+    cleanup.push(() => lane.daemon.stop());
+    const daemon = lane.daemon;
+    const profileDir = path.join(dir, 'profile');
+    let extensionDir = extensionSource;
+    if (bake) {
+      extensionDir = path.join(dir, 'extension');
+      await fidelio(['browser', 'extension', '--out', extensionDir, '--bake', '--token-file', daemon.tokenFile]);
+    } else {
+      await fidelio(['browser', 'install', '--user-data-dir', profileDir, '--token-file', daemon.tokenFile]);
+    }
+    const rp = await startRp();
+    cleanup.push(() => rp.close());
+    const browser = await launchChromium(profileDir, extensionDir);
+    cleanup.push(() => browser.context.close());
+    // Stops the daemon and starts a new one on the same gateway address and token file (a new
+    // token, no credentials): what a user's daemon restart looks like to the extension.
+    lane.restartDaemon = async () => {
+      const address = new URL(lane.daemon.url).host;
+      await lane.daemon.stop();
+      lane.daemon = await startDaemon(dir, {pin, profile, gateway: address});
+    };
+    return Object.assign(lane, {rp, ...browser});
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+// Opens `url` in a new page of `context`.
+export async function open(context, url) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(CEREMONY_MS);
+  await page.goto(url, {waitUntil: 'load'});
+  return page;
+}
+
+// Runs `fidelioRp.<method>(params)` in a page or frame, with a deadline.
+export function ceremony(target, method, params = {}) {
+  return withDeadline(
+    target.evaluate(([m, p]) => window.fidelioRp[m](p), [method, params]),
+    CEREMONY_MS,
+    `fidelioRp.${method}`);
+}

@@ -1,0 +1,200 @@
+// Lane A end to end: headless Debian Chromium → the Fidelio extension
+// (chrome.webAuthenticationProxy, gateway found through the native-messaging host) →
+// `fidelio serve --browser` → the virtual authenticator; every response verified by
+// @simplewebauthn/server in the test RP.
+
+import assert from 'node:assert/strict';
+import {after, before, describe, test} from 'node:test';
+
+import {ceremony, fidelio, open, startLaneA} from './harness.mjs';
+
+describe('lane A (Chromium webAuthenticationProxy → fidelio gateway)', () => {
+  let lane;
+
+  before(async () => {
+    lane = await startLaneA();
+  });
+
+  after(async () => {
+    await lane?.stop();
+  });
+
+  test('the extension found the gateway through the native-messaging host', async () => {
+    assert.equal(lane.ready.attached, true);
+    assert.equal(lane.ready.baked, false);
+    assert.equal(lane.ready.gateway, lane.daemon.url);
+    // The ID the native host's manifest allows is the one Chromium gave the extension.
+    const id = (await fidelio(['browser', 'extension-id'])).trim();
+    assert.equal(new URL(lane.worker.url()).host, id);
+  });
+
+  test('registration and login, verified by @simplewebauthn/server', async () => {
+    const page = await open(lane.context, lane.rp.url('rp.localhost'));
+    const registration = await ceremony(page, 'register', {username: 'alice'});
+    assert.equal(registration.error, undefined, JSON.stringify(registration.error));
+    assert.equal(registration.verified, true);
+    assert.deepEqual(registration.clientData, {
+      type: 'webauthn.create',
+      challenge: registration.clientData.challenge,
+      origin: lane.rp.url('rp.localhost', '').replace(/\/$/, ''),
+      crossOrigin: false,
+    });
+    assert.equal(registration.rpId, 'rp.localhost');
+    assert.equal(registration.authenticatorAttachment, 'cross-platform');
+    assert.deepEqual(registration.transports, ['usb']);
+
+    const first = await ceremony(page, 'login', {username: 'alice'});
+    assert.equal(first.error, undefined, JSON.stringify(first.error));
+    assert.equal(first.verified, true);
+    assert.equal(first.credentialId, registration.credentialId);
+    assert.equal(first.clientData.type, 'webauthn.get');
+    assert.equal(first.clientData.crossOrigin, false);
+    const second = await ceremony(page, 'login', {username: 'alice'});
+    assert.equal(second.verified, true);
+    assert.ok(second.counter > first.counter, `counter ${second.counter} after ${first.counter}`);
+    await page.close();
+  });
+
+  test('discoverable login (no allowCredentials) returns the user handle', async () => {
+    const page = await open(lane.context, lane.rp.url('discoverable.localhost'));
+    const registration = await ceremony(page, 'register', {username: 'bob', residentKey: 'required'});
+    assert.equal(registration.verified, true, JSON.stringify(registration));
+    assert.deepEqual(registration.credProps, {rk: true});
+    const login = await ceremony(page, 'login', {});
+    assert.equal(login.error, undefined, JSON.stringify(login.error));
+    assert.equal(login.verified, true);
+    assert.equal(login.username, 'bob');
+    assert.ok(login.userHandle, 'a discoverable assertion carries the user handle');
+    await page.close();
+  });
+
+  test('five resident credentials for one RP, then a discoverable login', async () => {
+    // Chrome's CDP virtual authenticator stops at three.
+    const page = await open(lane.context, lane.rp.url('many.localhost'));
+    const ids = new Set();
+    for (const username of ['u1', 'u2', 'u3', 'u4', 'u5']) {
+      const registration = await ceremony(page, 'register', {username, residentKey: 'required'});
+      assert.equal(registration.verified, true, `${username}: ${JSON.stringify(registration)}`);
+      assert.deepEqual(registration.credProps, {rk: true});
+      ids.add(registration.credentialId);
+    }
+    assert.equal(ids.size, 5);
+    const login = await ceremony(page, 'login', {});
+    assert.equal(login.error, undefined, JSON.stringify(login.error));
+    assert.equal(login.verified, true);
+    assert.ok(ids.has(login.credentialId));
+    // And each one by allowCredentials.
+    const byName = await ceremony(page, 'login', {username: 'u4'});
+    assert.equal(byName.verified, true, JSON.stringify(byName));
+    assert.equal(byName.username, 'u4');
+    await page.close();
+  });
+
+  test('excludeCredentials with a registered credential → InvalidStateError', async () => {
+    const page = await open(lane.context, lane.rp.url('exclude.localhost'));
+    const registration = await ceremony(page, 'register', {username: 'carol'});
+    assert.equal(registration.verified, true, JSON.stringify(registration));
+    const again = await ceremony(page, 'register', {username: 'carol', exclude: true});
+    assert.equal(again.error?.name, 'InvalidStateError', JSON.stringify(again));
+    // Another user (nothing to exclude) still registers.
+    const dave = await ceremony(page, 'register', {username: 'dave', exclude: true});
+    assert.equal(dave.verified, true, JSON.stringify(dave));
+    await page.close();
+  });
+
+  test('only an algorithm the authenticator lacks (RS256) → NotSupportedError from the gateway', async () => {
+    const page = await open(lane.context, lane.rp.url('rs256.localhost'));
+    const create = await ceremony(page, 'register', {username: 'olivia', algorithms: [-257]});
+    assert.equal(create.error?.name, 'NotSupportedError', JSON.stringify(create));
+    await page.close();
+  });
+
+  test('an RP ID that is not a suffix of the origin → SecurityError', async () => {
+    const page = await open(lane.context, lane.rp.url('rp.localhost'));
+    const create = await ceremony(page, 'register', {username: 'mallory', rpId: 'example.com'});
+    assert.equal(create.error?.name, 'SecurityError', JSON.stringify(create));
+    const get = await ceremony(page, 'login', {rpId: 'other.localhost'});
+    assert.equal(get.error?.name, 'SecurityError', JSON.stringify(get));
+    await page.close();
+  });
+
+  test('a cross-origin iframe registers and logs in (crossOrigin: true)', async () => {
+    const frameOrigin = lane.rp.url('login.localhost', '').replace(/\/$/, '');
+    const page = await open(lane.context, lane.rp.url('shop.localhost', `/frame?src=${encodeURIComponent(`${frameOrigin}/`)}`));
+    // The top page's load event waits for its iframe.
+    const frame = page.frames().find((f) => f.url().startsWith(frameOrigin));
+    assert.ok(frame, 'the iframe loaded');
+    await frame.waitForFunction(() => window.fidelioRp !== undefined);
+    const registration = await ceremony(frame, 'register', {username: 'erin'});
+    assert.equal(registration.error, undefined, JSON.stringify(registration.error));
+    assert.equal(registration.verified, true);
+    assert.equal(registration.clientData.origin, frameOrigin);
+    assert.equal(registration.clientData.crossOrigin, true);
+    // Chromium's proxy does not say which page is on top: no topOrigin (docs/browser.md).
+    assert.equal(registration.clientData.topOrigin, undefined);
+    const login = await ceremony(frame, 'login', {username: 'erin'});
+    assert.equal(login.error, undefined, JSON.stringify(login.error));
+    assert.equal(login.verified, true);
+    assert.equal(login.clientData.crossOrigin, true);
+    await page.close();
+  });
+
+  test('a popup window registers and logs in', async () => {
+    const page = await open(lane.context, lane.rp.url('rp.localhost'));
+    const popupUrl = lane.rp.url('popup.localhost');
+    const [popup] = await Promise.all([
+      page.waitForEvent('popup'),
+      page.evaluate((url) => { window.open(url, 'fidelio-popup', 'popup,width=500,height=400'); }, popupUrl),
+    ]);
+    await popup.waitForLoadState('load');
+    await popup.waitForFunction(() => window.fidelioRp !== undefined);
+    const registration = await ceremony(popup, 'register', {username: 'frank'});
+    assert.equal(registration.verified, true, JSON.stringify(registration));
+    assert.equal(registration.clientData.origin, popupUrl.replace(/\/$/, ''));
+    const login = await ceremony(popup, 'login', {username: 'frank'});
+    assert.equal(login.verified, true, JSON.stringify(login));
+    await popup.close();
+    await page.close();
+  });
+
+  test('AbortController.abort() → AbortError, and the next ceremony still works', async () => {
+    const page = await open(lane.context, lane.rp.url('abort.localhost'));
+    const registration = await ceremony(page, 'register', {username: 'grace'});
+    assert.equal(registration.verified, true, JSON.stringify(registration));
+    const aborted = await ceremony(page, 'login', {username: 'grace', abort: true});
+    assert.equal(aborted.error?.name, 'AbortError', JSON.stringify(aborted));
+    const login = await ceremony(page, 'login', {username: 'grace'});
+    assert.equal(login.verified, true, JSON.stringify(login));
+    await page.close();
+  });
+
+  test('user verification without a PIN: preferred → not verified, required → NotAllowedError', async () => {
+    const page = await open(lane.context, lane.rp.url('nopin.localhost'));
+    const preferred = await ceremony(page, 'register', {username: 'heidi', userVerification: 'preferred'});
+    assert.equal(preferred.verified, true, JSON.stringify(preferred));
+    assert.equal(preferred.userVerified, false);
+    const required = await ceremony(page, 'login', {username: 'heidi', userVerification: 'required'});
+    assert.equal(required.error?.name, 'NotAllowedError', JSON.stringify(required));
+    await page.close();
+  });
+
+  test('isUserVerifyingPlatformAuthenticatorAvailable() is false for a security key', async () => {
+    const page = await open(lane.context, lane.rp.url('rp.localhost'));
+    assert.equal(await ceremony(page, 'isUvpaa'), false);
+    await page.close();
+  });
+
+  // Last: it replaces the daemon.
+  test('a restarted daemon (new token) is found again through the native host', async () => {
+    const oldToken = lane.daemon.token;
+    await lane.restartDaemon();
+    assert.notEqual(lane.daemon.token, oldToken);
+    const page = await open(lane.context, lane.rp.url('restart.localhost'));
+    const registration = await ceremony(page, 'register', {username: 'trent'});
+    assert.equal(registration.error, undefined, JSON.stringify(registration.error));
+    assert.equal(registration.verified, true);
+    const login = await ceremony(page, 'login', {username: 'trent'});
+    assert.equal(login.verified, true, JSON.stringify(login));
+    await page.close();
+  });
+});

@@ -1,0 +1,1400 @@
+//! The browser gateway (`fidelio serve --browser`): WebAuthn ceremonies over loopback HTTP,
+//! run by fidelio-webauthn's client against the daemon's own device.
+//!
+//! ```text
+//!  Chromium extension (webAuthenticationProxy) ──HTTP POST /v1/create, /v1/get──▶ gateway
+//!     gateway ── job ──▶ worker thread: fidelio-webauthn Client ── CtapHidClient ──┐
+//!                                                                                 ▼ reports
+//!     device loop (CtapHid + core), Peer::Gateway(1) ◀─────────── Inbound / Outbound ┘
+//! ```
+//!
+//! * **The same device.** The gateway's client is one more CTAPHID host of the device loop:
+//!   it allocates a channel with INIT and sends its reports as [`Peer::Gateway`], like a UDP or
+//!   UHID host. Credentials made through the browser are the ones `fidelio client` and
+//!   python-fido2 see over UDP, and the device's rules (busy channels, CANCEL, keepalive) apply.
+//! * **Never blocking the device loop.** `CtapHidClient` blocks its thread per request, so the
+//!   client runs on its own worker thread, one ceremony at a time (one authenticator); its
+//!   reports cross to the loop through the loop's inbound queue and come back through a
+//!   channel fed by this lane's [`Outbound`].
+//! * **Always an answer.** Every ceremony gets the options' lifetime timer (WebAuthn's clamp:
+//!   10 s to 10 min, 5 min by default); when it fires the ceremony's signal times out, and if the
+//!   worker has not settled it a few seconds later the HTTP answer is `NotAllowedError` anyway.
+//!   A caller that hangs up aborts its ceremony; `POST /v1/cancel` aborts one by request ID
+//!   (what the extension sends when the page's `AbortSignal` fires).
+//! * **Loopback and a token.** The server only binds loopback addresses and answers only
+//!   requests with `Authorization: Bearer <token>`; the token is random per daemon unless
+//!   given, printed at start, and written with the URL to a 0600 file
+//!   ([`default_token_file`]) for the native-messaging host to hand to the extension.
+//!
+//! The HTTP/1.1 server is written here rather than taken from `hyper`/`axum`: the gateway
+//! needs four JSON endpoints, one request per connection, `Content-Length` bodies and hard
+//! limits — about as much code as wiring a framework, with nothing for a hostile local client
+//! to reach beyond that, no new dependency tree in the daemon, and the current-thread `LocalSet`
+//! the device loop already runs on.
+//!
+//! Endpoints (JSON in and out; every answer is an object):
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /v1/create` `{origin, topOrigin?, sameOriginWithAncestors?, requestId?, options}` | `{ok: RegistrationResponseJSON}` or `{error: {name, message}}` |
+//! | `POST /v1/get` (same body, request options) | `{ok: AuthenticationResponseJSON}` or `{error}` |
+//! | `POST /v1/isUvpaa` | `{ok: bool}`: the device has built-in user verification |
+//! | `POST /v1/cancel` `{requestId}` | `{ok: bool}`: whether a ceremony was aborted |
+//! | `GET /v1/status` | `{ok: {service, version, ceremonies, pending, pin}}` |
+//!
+//! A WebAuthn failure is `200 {error}` with the `DOMException` name a browser would raise; a
+//! body that is not a request is `400 {error: {name: "TypeError"}}`; a missing or wrong token is
+//! `401`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use fidelio_client::{CtapHidClient, KeepaliveAction, Report, Transport};
+use fidelio_webauthn::ctap::{ChannelError, get_info};
+use fidelio_webauthn::pin::{Protocol, set_pin};
+use fidelio_webauthn::{
+    AbortSignal, Caller, Client, ClientConfig, Ctap2, KnownPin, Unattended, UserInterface,
+    WebAuthnError, block_on,
+};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use serde_json::{Value as Json, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::device::{Inbound, Outbound, Peer};
+
+/// The gateway's address when `--browser` is given without one.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8113";
+
+/// The gateway's client's [`Peer::Gateway`] number.
+pub const GATEWAY_PEER: u32 = 1;
+
+/// The longest request head (request line and headers).
+const MAX_HEAD: usize = 16 * 1024;
+/// The longest request body.
+const MAX_BODY: usize = 1024 * 1024;
+/// How long a client may take to send its whole request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the worker gets to settle a ceremony after its timer fired, before the answer is
+/// `NotAllowedError` regardless.
+const SETTLE_GRACE: Duration = Duration::from_secs(5);
+/// Connections served at once; more are answered 503 at once.
+const MAX_CONNECTIONS: usize = 64;
+/// Ceremonies waiting for the worker; more are refused with `NotAllowedError`.
+const MAX_QUEUED: usize = 32;
+/// How long the device may stay busy with another host's request before a ceremony gives up
+/// (its own timer usually ends it first).
+const BUSY_WAIT: Duration = Duration::from_secs(600);
+
+/// The gateway's settings.
+#[derive(Clone)]
+pub struct BrowserOptions {
+    /// Where to listen (loopback only).
+    pub address: SocketAddr,
+    /// The token every request must carry (`Authorization: Bearer …`).
+    pub token: String,
+    /// Where to write `{url, token, pid}` (0600); `None`: nowhere.
+    pub token_file: Option<PathBuf>,
+    /// The PIN the gateway's user types when a ceremony needs user verification; the gateway
+    /// sets it on the device first if the device has no PIN (a tester's knob).
+    pub pin: Option<String>,
+}
+
+impl std::fmt::Debug for BrowserOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserOptions")
+            .field("address", &self.address)
+            .field("token", &"<redacted>")
+            .field("token_file", &self.token_file)
+            .field("pin", &self.pin.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl BrowserOptions {
+    /// Options for `address` with a fresh random token, written to [`default_token_file`].
+    pub fn new(address: SocketAddr) -> Self {
+        Self {
+            address,
+            token: new_token(),
+            token_file: Some(default_token_file()),
+            pin: None,
+        }
+    }
+}
+
+/// A fresh token: 32 random bytes from the OS, in hex.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand_core::Rng::fill_bytes(&mut fidelio_host::OsRng, &mut bytes);
+    hex::encode(bytes)
+}
+
+/// Whether a token given by the user is usable: 16 to 256 visible ASCII characters.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if !(16..=256).contains(&token.len()) {
+        return Err(format!(
+            "a browser token has 16 to 256 characters, not {}",
+            token.len()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a browser token is visible ASCII characters only (no spaces)".into());
+    }
+    Ok(())
+}
+
+/// Where the gateway writes its URL and token by default:
+/// `$XDG_RUNTIME_DIR/fidelio/browser-gateway.json`, else
+/// `$XDG_STATE_HOME/fidelio/browser-gateway.json` (`~/.local/state/fidelio/…`).
+pub fn default_token_file() -> PathBuf {
+    let nonempty = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    let base = nonempty("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .or_else(|| nonempty("XDG_STATE_HOME").map(PathBuf::from))
+        .or_else(|| nonempty("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("fidelio").join("browser-gateway.json")
+}
+
+/// What a token file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenFile {
+    /// The gateway's base URL (`http://127.0.0.1:8113`).
+    pub url: String,
+    /// The token.
+    pub token: String,
+}
+
+impl TokenFile {
+    /// Reads and checks a token file.
+    pub fn read(path: &Path) -> io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        let value: Json = serde_json::from_str(&text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(Json::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{} has no \"{name}\"", path.display()),
+                    )
+                })
+        };
+        Ok(Self {
+            url: field("url")?,
+            token: field("token")?,
+        })
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug)]
+pub enum GatewayError {
+    /// The address is not a loopback address.
+    NotLoopback(SocketAddr),
+    /// Binding failed.
+    Bind(SocketAddr, io::Error),
+    /// The token file could not be written.
+    TokenFile(PathBuf, io::Error),
+    /// The worker thread could not start.
+    Worker(io::Error),
+}
+
+impl std::fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotLoopback(address) => write!(
+                f,
+                "the browser gateway only listens on loopback addresses, not {address}"
+            ),
+            Self::Bind(address, error) => {
+                write!(
+                    f,
+                    "cannot listen for the browser gateway on {address}: {error}"
+                )?;
+                if error.kind() == io::ErrorKind::AddrInUse {
+                    write!(
+                        f,
+                        " (another fidelio serve --browser? pick a port with --browser ADDR)"
+                    )?;
+                }
+                Ok(())
+            }
+            Self::TokenFile(path, error) => {
+                write!(
+                    f,
+                    "cannot write the browser token file {}: {error}",
+                    path.display()
+                )
+            }
+            Self::Worker(error) => write!(f, "cannot start the browser gateway's worker: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+/// A running gateway. Dropping it stops accepting connections and removes the token file
+/// (if it still holds this gateway's token).
+#[derive(Debug)]
+pub struct Gateway {
+    address: SocketAddr,
+    token: String,
+    token_file: Option<PathBuf>,
+    outbound: Rc<GatewayOutbound>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Gateway {
+    /// Binds, writes the token file, starts the worker thread and the HTTP server (a local
+    /// task: call inside the daemon's `LocalSet`). `device` is the device loop's inbound
+    /// queue; the returned gateway's [`outbound`](Self::outbound) must be one of its lanes.
+    pub async fn start(
+        options: &BrowserOptions,
+        device: mpsc::Sender<Inbound>,
+        seed: Option<u64>,
+    ) -> Result<Self, GatewayError> {
+        if !options.address.ip().is_loopback() {
+            return Err(GatewayError::NotLoopback(options.address));
+        }
+        let listener = TcpListener::bind(options.address)
+            .await
+            .map_err(|error| GatewayError::Bind(options.address, error))?;
+        let address = listener.local_addr().unwrap_or(options.address);
+        let url = format!("http://{address}");
+        if let Some(path) = &options.token_file {
+            write_token_file(path, &url, &options.token)
+                .map_err(|error| GatewayError::TokenFile(path.clone(), error))?;
+        }
+
+        let (reports_tx, reports_rx) = std::sync::mpsc::channel();
+        let outbound = Rc::new(GatewayOutbound {
+            peer: GATEWAY_PEER,
+            reports: reports_tx,
+        });
+        let (jobs_tx, jobs_rx) = mpsc::channel(MAX_QUEUED);
+        let transport = GatewayTransport {
+            peer: GATEWAY_PEER,
+            device,
+            reports: reports_rx,
+        };
+        // Distinct from the device's stream: a seeded session stays reproducible.
+        let (client_rng, pin_rng) = match seed {
+            Some(seed) => (
+                ChaCha20Rng::seed_from_u64(seed ^ 0x6761_7465_7761_7931),
+                ChaCha20Rng::seed_from_u64(seed ^ 0x6761_7465_7761_7932),
+            ),
+            None => (
+                ChaCha20Rng::from_rng(&mut fidelio_host::OsRng),
+                ChaCha20Rng::from_rng(&mut fidelio_host::OsRng),
+            ),
+        };
+        let pin = options.pin.clone();
+        std::thread::Builder::new()
+            .name("fidelio-browser".into())
+            .spawn(move || worker(jobs_rx, transport, client_rng, pin_rng, pin))
+            .map_err(GatewayError::Worker)?;
+
+        let shared = Rc::new(Shared {
+            token: options.token.clone(),
+            jobs: jobs_tx,
+            pending: RefCell::new(HashMap::new()),
+            config: ClientConfig::default(),
+            ceremonies: Cell::new(0),
+            started: Instant::now(),
+            pin: options.pin.is_some(),
+            connections: Semaphore::new(MAX_CONNECTIONS),
+            settle_grace: SETTLE_GRACE,
+        });
+        let (stop, stopped) = oneshot::channel();
+        tokio::task::spawn_local(accept(listener, shared, stopped));
+        tracing::info!("browser gateway on {url}");
+        Ok(Self {
+            address,
+            token: options.token.clone(),
+            token_file: options.token_file.clone(),
+            outbound,
+            _stop: stop,
+        })
+    }
+
+    /// The address bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The base URL (`http://127.0.0.1:8113`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// The token file, if one was written.
+    pub fn token_file(&self) -> Option<&Path> {
+        self.token_file.as_deref()
+    }
+
+    /// The lane's sending half, for the device loop's [`crate::device::Lanes`].
+    pub fn outbound(&self) -> Rc<dyn Outbound> {
+        self.outbound.clone()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(path) = &self.token_file
+            && TokenFile::read(path).is_ok_and(|file| file.token == self.token)
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Writes `{url, token, pid}` to `path` with mode 0600 (a new file, renamed into place), making
+/// its directory (0700) if needed.
+pub fn write_token_file(path: &Path, url: &str, token: &str) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".{}.tmp", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    let mut text = json!({"url": url, "token": token, "pid": std::process::id()}).to_string();
+    text.push('\n');
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
+// ---------------------------------------------------------------------------------------------
+// The lane: reports between the worker thread and the device loop.
+
+/// Reports from the device to the gateway's client.
+struct GatewayOutbound {
+    peer: u32,
+    reports: std::sync::mpsc::Sender<Report>,
+}
+
+impl std::fmt::Debug for GatewayOutbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GatewayOutbound({})", self.peer)
+    }
+}
+
+impl Outbound for GatewayOutbound {
+    fn send(&self, to: &Peer, packet: &Report) {
+        if *to == Peer::Gateway(self.peer) {
+            // The worker is gone only when the daemon stops.
+            let _ = self.reports.send(*packet);
+        }
+    }
+}
+
+/// The worker's side: reports into the device loop's inbound queue, answers from the lane.
+struct GatewayTransport {
+    peer: u32,
+    device: mpsc::Sender<Inbound>,
+    reports: std::sync::mpsc::Receiver<Report>,
+}
+
+impl Transport for GatewayTransport {
+    fn send(&mut self, report: &Report) -> io::Result<()> {
+        self.device
+            .blocking_send(Inbound {
+                packet: *report,
+                from: Peer::Gateway(self.peer),
+            })
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the device has stopped"))
+    }
+
+    fn receive(&mut self, timeout: Duration) -> io::Result<Option<Report>> {
+        match self.reports.recv_timeout(timeout) {
+            Ok(report) => Ok(Some(report)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the device has stopped",
+            )),
+        }
+    }
+}
+
+/// The worker's CTAP2 channel: CTAPHID_CBOR through the device loop, waiting out another
+/// host's request (CHANNEL_BUSY) and re-allocating a channel the device forgot (a power cycle,
+/// or other hosts' INITs pushing it out of the channel table), until the ceremony's signal
+/// fires.
+struct DeviceChannel {
+    hid: CtapHidClient<GatewayTransport>,
+    signal: AbortSignal,
+}
+
+impl DeviceChannel {
+    /// The next ceremony's signal: a KEEPALIVE seen after it fired sends CTAPHID_CANCEL, so a
+    /// request waiting for the user ends at once.
+    fn arm(&mut self, signal: &AbortSignal) {
+        self.signal = signal.clone();
+        let watched = signal.clone();
+        self.hid.on_keepalive(move |_| {
+            if watched.reason().is_some() {
+                KeepaliveAction::Cancel
+            } else {
+                KeepaliveAction::Continue
+            }
+        });
+    }
+}
+
+impl Ctap2 for DeviceChannel {
+    async fn transact(&mut self, request: &[u8]) -> Result<Vec<u8>, ChannelError> {
+        use fidelio_client::{Error, HidError};
+        let started = Instant::now();
+        let mut reallocated = false;
+        loop {
+            match self.hid.cbor(request) {
+                Ok(response) => return Ok(response),
+                Err(Error::Device(HidError::ChannelBusy))
+                    if self.signal.reason().is_none() && started.elapsed() < BUSY_WAIT =>
+                {
+                    // Another host's request is in progress: a browser waits too.
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(Error::Device(HidError::InvalidChannel)) if !reallocated => {
+                    reallocated = true;
+                    self.hid
+                        .init()
+                        .map_err(|error| ChannelError(error.to_string()))?;
+                }
+                Err(error) => return Err(ChannelError(error.to_string())),
+            }
+        }
+    }
+
+    fn cancel(&mut self) {
+        let _ = self.hid.cancel();
+    }
+}
+
+/// The user at the gateway: types `--browser-pin` when asked, picks the first account.
+enum GatewayUser {
+    Pin(KnownPin),
+    Nobody(Unattended),
+}
+
+impl UserInterface for GatewayUser {
+    fn pin(
+        &mut self,
+        request: &fidelio_webauthn::PinRequest<'_>,
+    ) -> Option<zeroize::Zeroizing<String>> {
+        match self {
+            Self::Pin(user) => user.pin(request),
+            Self::Nobody(user) => user.pin(request),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The worker thread.
+
+/// What the worker does.
+#[derive(Debug)]
+enum Work {
+    Create { caller: Caller, options: Json },
+    Get { caller: Caller, options: Json },
+    IsUvpaa,
+}
+
+/// One job for the worker.
+#[derive(Debug)]
+struct Job {
+    work: Work,
+    signal: AbortSignal,
+    reply: oneshot::Sender<Result<Json, WebAuthnError>>,
+}
+
+fn worker(
+    mut jobs: mpsc::Receiver<Job>,
+    transport: GatewayTransport,
+    client_rng: ChaCha20Rng,
+    mut pin_rng: ChaCha20Rng,
+    pin: Option<String>,
+) {
+    let channel = DeviceChannel {
+        hid: CtapHidClient::new(transport),
+        signal: AbortSignal::new(),
+    };
+    let mut client = Client::new(channel, client_rng, ClientConfig::default());
+    while let Some(job) = jobs.blocking_recv() {
+        if job.reply.is_closed() {
+            continue;
+        }
+        client.ctap_mut().arm(&job.signal);
+        let outcome = match job.work {
+            Work::Create { caller, options } => {
+                ensure_pin(&mut client, pin.as_deref(), &mut pin_rng);
+                let mut user = user(pin.as_deref());
+                client
+                    .create_blocking(&caller, &options, &mut user, &job.signal)
+                    .map(|response| response.to_json())
+            }
+            Work::Get { caller, options } => {
+                ensure_pin(&mut client, pin.as_deref(), &mut pin_rng);
+                let mut user = user(pin.as_deref());
+                client
+                    .get_blocking(&caller, &options, &mut user, &job.signal)
+                    .map(|response| response.to_json())
+            }
+            Work::IsUvpaa => block_on(get_info(client.ctap_mut()))
+                .map(|info| Json::Bool(info.built_in_uv()))
+                .map_err(|error| {
+                    WebAuthnError::not_allowed(format!("authenticatorGetInfo failed: {error}"))
+                }),
+        };
+        if let Err(error) = &outcome {
+            tracing::info!("browser gateway: {error}");
+        }
+        let _ = job.reply.send(outcome);
+    }
+}
+
+fn user(pin: Option<&str>) -> GatewayUser {
+    match pin {
+        Some(pin) => GatewayUser::Pin(KnownPin::new(pin)),
+        None => GatewayUser::Nobody(Unattended),
+    }
+}
+
+/// With `--browser-pin`, gives a device without a PIN that PIN (the device may have been
+/// reset since the last ceremony). Failures are logged; the ceremony then fails as it would.
+fn ensure_pin(
+    client: &mut Client<DeviceChannel, ChaCha20Rng>,
+    pin: Option<&str>,
+    rng: &mut ChaCha20Rng,
+) {
+    let Some(pin) = pin else { return };
+    let info = match block_on(get_info(client.ctap_mut())) {
+        Ok(info) => info,
+        Err(error) => {
+            tracing::warn!("browser gateway: getInfo failed: {error}");
+            return;
+        }
+    };
+    if info.option("clientPin") != Some(false) {
+        return;
+    }
+    let protocol = info
+        .pin_uv_auth_protocol()
+        .and_then(Protocol::from_version)
+        .unwrap_or(Protocol::One);
+    match block_on(set_pin(client.ctap_mut(), protocol, pin, rng)) {
+        Ok(()) => tracing::info!("browser gateway: set the device's PIN (--browser-pin)"),
+        Err(error) => tracing::warn!("browser gateway: cannot set the PIN: {error}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP.
+
+struct Shared {
+    token: String,
+    jobs: mpsc::Sender<Job>,
+    /// Ceremonies in progress by request ID, for `/v1/cancel`, with a serial number telling
+    /// entries apart when an ID is reused.
+    pending: RefCell<HashMap<String, (u64, AbortSignal)>>,
+    config: ClientConfig,
+    ceremonies: Cell<u64>,
+    started: Instant,
+    pin: bool,
+    connections: Semaphore,
+    /// How long the worker gets after the lifetime timer ([`SETTLE_GRACE`]).
+    settle_grace: Duration,
+}
+
+async fn accept(listener: TcpListener, shared: Rc<Shared>, mut stop: oneshot::Receiver<()>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut stop => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!("browser gateway: accept failed: {error}");
+                // Out of file descriptors and the like: do not spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if !peer.ip().is_loopback() {
+            tracing::warn!("browser gateway: refusing a connection from {peer}: loopback only");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::task::spawn_local(async move {
+            let permit = shared.connections.try_acquire();
+            let mut stream = stream;
+            let response = match permit {
+                Ok(_permit) => connection(&mut stream, &shared).await,
+                Err(_) => Some(Response::error(
+                    503,
+                    "NotAllowedError",
+                    "too many connections to the browser gateway",
+                )),
+            };
+            if let Some(response) = response {
+                let _ = stream.write_all(&response.to_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+    }
+}
+
+/// A parsed request.
+#[derive(Debug)]
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// An answer.
+#[derive(Debug)]
+struct Response {
+    status: u16,
+    body: Json,
+}
+
+impl Response {
+    fn ok(value: Json) -> Self {
+        Self {
+            status: 200,
+            body: json!({ "ok": value }),
+        }
+    }
+
+    fn webauthn_error(error: &WebAuthnError) -> Self {
+        Self {
+            status: 200,
+            body: json!({ "error": error.to_json() }),
+        }
+    }
+
+    fn error(status: u16, name: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json!({ "error": {"name": name, "message": message.into()} }),
+        }
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            408 => "Request Timeout",
+            411 => "Length Required",
+            413 => "Content Too Large",
+            431 => "Request Header Fields Too Large",
+            501 => "Not Implemented",
+            503 => "Service Unavailable",
+            _ => "Error",
+        };
+        let body = self.body.to_string();
+        let extra = if self.status == 401 {
+            "WWW-Authenticate: Bearer realm=\"fidelio\"\r\n"
+        } else {
+            ""
+        };
+        let mut out = format!(
+            "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n{extra}\
+             Connection: close\r\n\r\n",
+            self.status,
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(body.as_bytes());
+        out
+    }
+}
+
+/// Serves one connection; `None` when there is nobody left to answer.
+async fn connection(stream: &mut TcpStream, shared: &Shared) -> Option<Response> {
+    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(stream)).await {
+        Err(_) => {
+            return Some(Response::error(
+                408,
+                "TypeError",
+                "the request did not arrive in time",
+            ));
+        }
+        Ok(Err(ReadError::Closed)) => return None,
+        Ok(Err(ReadError::Http(response))) => return Some(response),
+        Ok(Ok(request)) => request,
+    };
+    if !request.path.starts_with("/v1/") {
+        return Some(Response::error(404, "NotFoundError", "no such endpoint"));
+    }
+    if !authorized(&request, &shared.token) {
+        return Some(Response::error(
+            401,
+            "NotAllowedError",
+            "missing or wrong token (send Authorization: Bearer <token>; fidelio serve prints \
+             it and writes it to its token file)",
+        ));
+    }
+    let response = match (request.method.as_str(), request.path.as_str()) {
+        ("POST", "/v1/create") => ceremony(shared, Kind::Create, &request.body, stream).await,
+        ("POST", "/v1/get") => ceremony(shared, Kind::Get, &request.body, stream).await,
+        ("POST", "/v1/isUvpaa") => is_uvpaa(shared).await,
+        ("POST", "/v1/cancel") => cancel(shared, &request.body),
+        ("GET", "/v1/status") => Response::ok(json!({
+            "service": "fidelio-browser-gateway",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptimeMs": u64::try_from(shared.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "ceremonies": shared.ceremonies.get(),
+            "pending": shared.pending.borrow().len(),
+            "pin": shared.pin,
+        })),
+        (_, "/v1/create" | "/v1/get" | "/v1/isUvpaa" | "/v1/cancel" | "/v1/status") => {
+            Response::error(405, "NotSupportedError", "method not allowed")
+        }
+        _ => Response::error(404, "NotFoundError", "no such endpoint"),
+    };
+    Some(response)
+}
+
+/// Compares the bearer token without an early exit on the first differing byte.
+fn authorized(request: &Request, token: &str) -> bool {
+    let Some(given) = request
+        .header("authorization")
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+    else {
+        return false;
+    };
+    let (given, token) = (given.as_bytes(), token.as_bytes());
+    let mut difference = u8::from(given.len() != token.len());
+    for (index, byte) in token.iter().enumerate() {
+        difference |= byte ^ given.get(index).copied().unwrap_or(0);
+    }
+    difference == 0
+}
+
+enum ReadError {
+    /// The peer closed before sending a request.
+    Closed,
+    /// An HTTP error to answer with.
+    Http(Response),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(_: io::Error) -> Self {
+        ReadError::Closed
+    }
+}
+
+fn bad_request(message: &str) -> ReadError {
+    ReadError::Http(Response::error(400, "TypeError", message))
+}
+
+async fn read_request(stream: &mut TcpStream) -> Result<Request, ReadError> {
+    let mut buffer: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        if buffer.len() > MAX_HEAD {
+            return Err(ReadError::Http(Response::error(
+                431,
+                "TypeError",
+                "the request head is too long",
+            )));
+        }
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            return Err(if buffer.is_empty() {
+                ReadError::Closed
+            } else {
+                bad_request("the request ended inside its head")
+            });
+        }
+        buffer.extend_from_slice(chunk.get(..read).unwrap_or_default());
+    };
+    let head = buffer
+        .get(..head_end)
+        .and_then(|head| std::str::from_utf8(head).ok())
+        .ok_or_else(|| bad_request("the request head is not UTF-8"))?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next().unwrap_or_default();
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad_request("malformed request line"));
+    };
+    if !matches!(version, "HTTP/1.1" | "HTTP/1.0") {
+        return Err(ReadError::Http(Response::error(
+            501,
+            "NotSupportedError",
+            "only HTTP/1.0 and HTTP/1.1",
+        )));
+    }
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(bad_request("malformed method"));
+    }
+    let path = target.split('?').next().unwrap_or_default();
+    let mut headers = Vec::new();
+    for line in lines {
+        if line.starts_with([' ', '\t']) {
+            return Err(bad_request("folded header lines are not accepted"));
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| bad_request("a header line without a colon"))?;
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(bad_request("malformed header name"));
+        }
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    if headers.iter().any(|(name, _)| name == "transfer-encoding") {
+        return Err(ReadError::Http(Response::error(
+            501,
+            "NotSupportedError",
+            "send the body with Content-Length (no Transfer-Encoding)",
+        )));
+    }
+    let mut length: Option<usize> = None;
+    for (_, value) in headers.iter().filter(|(name, _)| name == "content-length") {
+        let parsed = value
+            .parse::<usize>()
+            .ok()
+            .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| bad_request("malformed Content-Length"))?;
+        if length.is_some_and(|earlier| earlier != parsed) {
+            return Err(bad_request("conflicting Content-Length headers"));
+        }
+        length = Some(parsed);
+    }
+    let length = match (length, method) {
+        (Some(length), _) => length,
+        (None, "POST" | "PUT") => {
+            return Err(ReadError::Http(Response::error(
+                411,
+                "TypeError",
+                "a POST needs Content-Length",
+            )));
+        }
+        (None, _) => 0,
+    };
+    if length > MAX_BODY {
+        return Err(ReadError::Http(Response::error(
+            413,
+            "TypeError",
+            format!("the body is over {MAX_BODY} bytes"),
+        )));
+    }
+    let mut body = buffer
+        .get(head_end.saturating_add(4)..)
+        .unwrap_or_default()
+        .to_vec();
+    while body.len() < length {
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            return Err(bad_request("the body is shorter than its Content-Length"));
+        }
+        body.extend_from_slice(chunk.get(..read).unwrap_or_default());
+    }
+    body.truncate(length);
+    Ok(Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        headers,
+        body,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Create,
+    Get,
+}
+
+/// A ceremony request's body.
+#[derive(Debug)]
+struct CeremonyRequest {
+    caller: Caller,
+    options: Json,
+    request_id: Option<String>,
+}
+
+/// Reads a ceremony body. Shape errors are `TypeError`; a bad origin is `SecurityError`.
+fn ceremony_request(body: &[u8]) -> Result<CeremonyRequest, WebAuthnError> {
+    let value: Json = serde_json::from_slice(body)
+        .map_err(|error| WebAuthnError::type_error(format!("the body is not JSON: {error}")))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| WebAuthnError::type_error("the body is not a JSON object"))?;
+    let origin = object
+        .get("origin")
+        .and_then(Json::as_str)
+        .ok_or_else(|| WebAuthnError::type_error("\"origin\" (a string) is required"))?;
+    let top_origin = match object.get("topOrigin") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(top)) => Some(top.as_str()),
+        Some(_) => return Err(WebAuthnError::type_error("\"topOrigin\" must be a string")),
+    };
+    let same_origin = match object.get("sameOriginWithAncestors") {
+        None | Some(Json::Null) => top_origin.is_none(),
+        Some(Json::Bool(same)) => *same,
+        Some(_) => {
+            return Err(WebAuthnError::type_error(
+                "\"sameOriginWithAncestors\" must be a boolean",
+            ));
+        }
+    };
+    let mut options = match object.get("options") {
+        Some(options @ Json::Object(_)) => options.clone(),
+        _ => {
+            return Err(WebAuthnError::type_error(
+                "\"options\" (an object) is required",
+            ));
+        }
+    };
+    // Chromium's proxy puts the caller in an extension input; it is not the RP's.
+    if let Some(extensions) = options.get_mut("extensions").and_then(Json::as_object_mut) {
+        extensions.remove("remoteDesktopClientOverride");
+    }
+    let request_id = match object.get("requestId") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(id)) => Some(id.clone()),
+        Some(Json::Number(id)) => Some(id.to_string()),
+        Some(_) => {
+            return Err(WebAuthnError::type_error(
+                "\"requestId\" must be a string or a number",
+            ));
+        }
+    };
+    let caller = Caller::new(origin)?;
+    let caller = match (same_origin, top_origin) {
+        (true, _) => caller,
+        (false, Some(top)) => caller.cross_origin(top)?,
+        (false, None) => caller.cross_origin_unknown_top(),
+    };
+    Ok(CeremonyRequest {
+        caller,
+        options,
+        request_id,
+    })
+}
+
+/// The lifetime timer of these options (WebAuthn's clamp, as the client applies it).
+fn lifetime(config: &ClientConfig, options: &Json) -> Duration {
+    match options.get("timeout").and_then(Json::as_u64) {
+        None => config.default_timeout,
+        Some(ms) => Duration::from_millis(ms).clamp(
+            config.min_timeout,
+            config.max_timeout.max(config.min_timeout),
+        ),
+    }
+}
+
+/// Removes a pending ceremony's request ID when its handler ends, however it ends.
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    id: Option<(String, u64)>,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some((id, serial)) = &self.id {
+            let mut pending = self.shared.pending.borrow_mut();
+            // Only our own entry: a later request may have reused the ID.
+            if pending.get(id).is_some_and(|(other, _)| other == serial) {
+                pending.remove(id);
+            }
+        }
+    }
+}
+
+async fn ceremony(shared: &Shared, kind: Kind, body: &[u8], stream: &mut TcpStream) -> Response {
+    let request = match ceremony_request(body) {
+        Ok(request) => request,
+        Err(error) if error.name == fidelio_webauthn::ErrorName::TypeError => {
+            return Response {
+                status: 400,
+                body: json!({ "error": error.to_json() }),
+            };
+        }
+        Err(error) => return Response::webauthn_error(&error),
+    };
+    let serial = shared.ceremonies.get().saturating_add(1);
+    shared.ceremonies.set(serial);
+    let lifetime = lifetime(&shared.config, &request.options);
+    let signal = AbortSignal::new();
+    if let Some(id) = &request.request_id {
+        shared
+            .pending
+            .borrow_mut()
+            .insert(id.clone(), (serial, signal.clone()));
+    }
+    let _guard = PendingGuard {
+        shared,
+        id: request.request_id.clone().map(|id| (id, serial)),
+    };
+    let work = match kind {
+        Kind::Create => Work::Create {
+            caller: request.caller,
+            options: request.options,
+        },
+        Kind::Get => Work::Get {
+            caller: request.caller,
+            options: request.options,
+        },
+    };
+    match run(shared, work, &signal, lifetime, Some(stream)).await {
+        Ok(value) => Response::ok(value),
+        Err(error) => Response::webauthn_error(&error),
+    }
+}
+
+async fn is_uvpaa(shared: &Shared) -> Response {
+    let signal = AbortSignal::new();
+    match run(
+        shared,
+        Work::IsUvpaa,
+        &signal,
+        Duration::from_secs(10),
+        None,
+    )
+    .await
+    {
+        Ok(value) => Response::ok(value),
+        // A browser answers false when it cannot tell.
+        Err(error) => {
+            tracing::info!("browser gateway: isUvpaa: {error}");
+            Response::ok(Json::Bool(false))
+        }
+    }
+}
+
+fn cancel(shared: &Shared, body: &[u8]) -> Response {
+    let id =
+        serde_json::from_slice::<Json>(body)
+            .ok()
+            .and_then(|value| match value.get("requestId") {
+                Some(Json::String(id)) => Some(id.clone()),
+                Some(Json::Number(id)) => Some(id.to_string()),
+                _ => None,
+            });
+    let Some(id) = id else {
+        return Response::error(400, "TypeError", "\"requestId\" is required");
+    };
+    let signal = shared
+        .pending
+        .borrow()
+        .get(&id)
+        .map(|(_, signal)| signal.clone());
+    match signal {
+        Some(signal) => {
+            signal.abort();
+            Response::ok(Json::Bool(true))
+        }
+        None => Response::ok(Json::Bool(false)),
+    }
+}
+
+/// Hands `work` to the worker and waits for its answer, the lifetime timer, or the caller
+/// hanging up — whichever comes first. Always settles.
+async fn run(
+    shared: &Shared,
+    work: Work,
+    signal: &AbortSignal,
+    lifetime: Duration,
+    stream: Option<&mut TcpStream>,
+) -> Result<Json, WebAuthnError> {
+    let (reply, mut answer) = oneshot::channel();
+    let job = Job {
+        work,
+        signal: signal.clone(),
+        reply,
+    };
+    if let Err(error) = shared.jobs.try_send(job) {
+        return Err(WebAuthnError::not_allowed(match error {
+            mpsc::error::TrySendError::Full(_) => {
+                "the browser gateway has too many ceremonies waiting"
+            }
+            mpsc::error::TrySendError::Closed(_) => "the browser gateway's worker has stopped",
+        }));
+    }
+    let stopped = || WebAuthnError::not_allowed("the browser gateway's worker has stopped");
+    tokio::select! {
+        settled = &mut answer => return settled.unwrap_or_else(|_| Err(stopped())),
+        () = tokio::time::sleep(lifetime) => signal.time_out(),
+        () = hung_up(stream) => {
+            signal.cancel();
+            return Err(WebAuthnError::not_allowed("the caller hung up"));
+        }
+    }
+    match tokio::time::timeout(shared.settle_grace, answer).await {
+        Ok(Ok(settled)) => settled,
+        _ => Err(fidelio_webauthn::AbortReason::TimedOut.to_error()),
+    }
+}
+
+/// Resolves when the peer closes its side of the connection (never without a stream). Bytes
+/// after the request are read and ignored.
+async fn hung_up(stream: Option<&mut TcpStream>) {
+    let Some(stream) = stream else {
+        return std::future::pending().await;
+    };
+    let mut scratch = [0u8; 512];
+    loop {
+        match stream.read(&mut scratch).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_fresh_and_checked() {
+        let a = new_token();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, new_token());
+        assert!(check_token(&a).is_ok());
+        assert!(check_token("short").is_err());
+        assert!(check_token("has a space in the middle").is_err());
+    }
+
+    #[test]
+    fn ceremony_bodies() {
+        let ok = ceremony_request(
+            br#"{"origin":"https://a.example","options":{"challenge":"AA","extensions":{"remoteDesktopClientOverride":{"origin":"x"},"credProps":true}},"requestId":7}"#,
+        );
+        let Ok(ok) = ok else { unreachable!("{ok:?}") };
+        assert!(ok.caller.same_origin_with_ancestors());
+        assert_eq!(ok.request_id.as_deref(), Some("7"));
+        assert_eq!(ok.options["extensions"], json!({"credProps": true}));
+
+        let framed = ceremony_request(
+            br#"{"origin":"https://a.example","sameOriginWithAncestors":false,"options":{}}"#,
+        );
+        assert!(framed.is_ok_and(
+            |r| !r.caller.same_origin_with_ancestors() && r.caller.top_origin().is_none()
+        ));
+
+        for (body, name) in [
+            (&b"garbage"[..], "TypeError"),
+            (b"[]", "TypeError"),
+            (br#"{"options":{}}"#, "TypeError"),
+            (br#"{"origin":"https://a.example"}"#, "TypeError"),
+            (
+                br#"{"origin":"https://a.example","options":{},"topOrigin":3}"#,
+                "TypeError",
+            ),
+            (
+                br#"{"origin":"not an origin","options":{}}"#,
+                "SecurityError",
+            ),
+        ] {
+            let error = ceremony_request(body).err().map(|e| e.name.as_str());
+            assert_eq!(error, Some(name), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn lifetimes_follow_the_clamp() {
+        let config = ClientConfig::default();
+        assert_eq!(lifetime(&config, &json!({})), Duration::from_secs(300));
+        assert_eq!(
+            lifetime(&config, &json!({"timeout": 1})),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            lifetime(&config, &json!({"timeout": 1e12})),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            lifetime(&config, &json!({"timeout": 10_000_000})),
+            Duration::from_secs(600)
+        );
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let request = |value: &str| Request {
+            method: "GET".into(),
+            path: "/v1/status".into(),
+            headers: vec![("authorization".into(), value.into())],
+            body: Vec::new(),
+        };
+        assert!(authorized(&request("Bearer secret-token"), "secret-token"));
+        assert!(!authorized(&request("Bearer secret-tokem"), "secret-token"));
+        assert!(!authorized(&request("Bearer secret"), "secret-token"));
+        assert!(!authorized(
+            &request("Bearer secret-token-longer"),
+            "secret-token"
+        ));
+        assert!(!authorized(&request("secret-token"), "secret-token"));
+    }
+
+    fn shared(jobs: mpsc::Sender<Job>) -> Shared {
+        Shared {
+            token: "t".repeat(20),
+            jobs,
+            pending: RefCell::new(HashMap::new()),
+            config: ClientConfig::default(),
+            ceremonies: Cell::new(0),
+            started: Instant::now(),
+            pin: false,
+            connections: Semaphore::new(1),
+            settle_grace: Duration::from_millis(50),
+        }
+    }
+
+    /// A worker that answers each job only once its signal fired (a ceremony waiting for a
+    /// user who never comes), or never answers at all.
+    fn stuck_worker(mut jobs: mpsc::Receiver<Job>, answers: bool) {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            while let Some(job) = jobs.blocking_recv() {
+                if !answers {
+                    kept.push(job);
+                    continue;
+                }
+                let reason = loop {
+                    if let Some(reason) = job.signal.reason() {
+                        break reason;
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                };
+                let _ = job.reply.send(Err(reason.to_error()));
+            }
+        });
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn every_ceremony_settles() {
+        use fidelio_webauthn::ErrorName;
+        let name = |outcome: Result<Json, WebAuthnError>| outcome.err().map(|e| e.name);
+
+        // The lifetime timer fires: the worker winds down with NotAllowedError.
+        let (jobs, receiver) = mpsc::channel(4);
+        stuck_worker(receiver, true);
+        let gateway = shared(jobs);
+        let started = Instant::now();
+        let timer = Duration::from_millis(30);
+        let outcome = run(&gateway, Work::IsUvpaa, &AbortSignal::new(), timer, None).await;
+        assert_eq!(name(outcome), Some(ErrorName::NotAllowedError));
+        assert!(started.elapsed() >= timer);
+
+        // /v1/cancel by request ID: AbortError at once, long before the timer.
+        let signal = AbortSignal::new();
+        gateway
+            .pending
+            .borrow_mut()
+            .insert("9".into(), (1, signal.clone()));
+        assert_eq!(
+            cancel(&gateway, br#"{"requestId": 9}"#).body,
+            json!({"ok": true})
+        );
+        let outcome = run(
+            &gateway,
+            Work::IsUvpaa,
+            &signal,
+            Duration::from_secs(600),
+            None,
+        )
+        .await;
+        assert_eq!(name(outcome), Some(ErrorName::AbortError));
+        let unknown = cancel(&gateway, br#"{"requestId": "nope"}"#);
+        assert_eq!(unknown.body, json!({"ok": false}));
+        assert_eq!(cancel(&gateway, b"{}").status, 400);
+
+        // A worker that never answers: NotAllowedError after the timer and the grace period.
+        let (jobs, receiver) = mpsc::channel(4);
+        stuck_worker(receiver, false);
+        let gateway = shared(jobs);
+        let timer = Duration::from_millis(20);
+        let outcome = run(&gateway, Work::IsUvpaa, &AbortSignal::new(), timer, None).await;
+        assert_eq!(name(outcome), Some(ErrorName::NotAllowedError));
+
+        // No worker: refused at once.
+        let (jobs, receiver) = mpsc::channel(1);
+        drop(receiver);
+        let gateway = shared(jobs);
+        let outcome = run(&gateway, Work::IsUvpaa, &AbortSignal::new(), timer, None).await;
+        assert!(outcome.is_err_and(|e| e.message.contains("stopped")));
+    }
+
+    #[test]
+    fn token_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(dir) = tempfile::tempdir() else { return };
+        let path = dir.path().join("sub").join("gateway.json");
+        assert!(write_token_file(&path, "http://127.0.0.1:1", "t0k3n-t0k3n-t0k3n").is_ok());
+        let mode = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777);
+        assert_eq!(mode.ok(), Some(0o600));
+        let read = TokenFile::read(&path);
+        assert_eq!(
+            read.ok(),
+            Some(TokenFile {
+                url: "http://127.0.0.1:1".into(),
+                token: "t0k3n-t0k3n-t0k3n".into()
+            })
+        );
+        // Rewriting replaces it.
+        assert!(write_token_file(&path, "http://127.0.0.1:2", "another-token-here").is_ok());
+        assert_eq!(
+            TokenFile::read(&path).map(|f| f.url).ok().as_deref(),
+            Some("http://127.0.0.1:2")
+        );
+    }
+}
