@@ -102,6 +102,64 @@ pub enum StatusCode {
 }
 
 impl StatusCode {
+    /// Every status code, in the order of their bytes.
+    pub const ALL: [StatusCode; 47] = [
+        StatusCode::Ok,
+        StatusCode::InvalidCommand,
+        StatusCode::InvalidParameter,
+        StatusCode::InvalidLength,
+        StatusCode::InvalidSeq,
+        StatusCode::Timeout,
+        StatusCode::ChannelBusy,
+        StatusCode::LockRequired,
+        StatusCode::InvalidChannel,
+        StatusCode::CborUnexpectedType,
+        StatusCode::InvalidCbor,
+        StatusCode::MissingParameter,
+        StatusCode::LimitExceeded,
+        StatusCode::FpDatabaseFull,
+        StatusCode::LargeBlobStorageFull,
+        StatusCode::CredentialExcluded,
+        StatusCode::Processing,
+        StatusCode::InvalidCredential,
+        StatusCode::UserActionPending,
+        StatusCode::OperationPending,
+        StatusCode::NoOperations,
+        StatusCode::UnsupportedAlgorithm,
+        StatusCode::OperationDenied,
+        StatusCode::KeyStoreFull,
+        StatusCode::NoOperationPending,
+        StatusCode::UnsupportedOption,
+        StatusCode::InvalidOption,
+        StatusCode::KeepaliveCancel,
+        StatusCode::NoCredentials,
+        StatusCode::UserActionTimeout,
+        StatusCode::NotAllowed,
+        StatusCode::PinInvalid,
+        StatusCode::PinBlocked,
+        StatusCode::PinAuthInvalid,
+        StatusCode::PinAuthBlocked,
+        StatusCode::PinNotSet,
+        StatusCode::PuatRequired,
+        StatusCode::PinPolicyViolation,
+        StatusCode::RequestTooLarge,
+        StatusCode::ActionTimeout,
+        StatusCode::UpRequired,
+        StatusCode::UvBlocked,
+        StatusCode::IntegrityFailure,
+        StatusCode::InvalidSubcommand,
+        StatusCode::UvInvalid,
+        StatusCode::UnauthorizedPermission,
+        StatusCode::Other,
+    ];
+
+    /// The status code a byte stands for, if CTAP names it.
+    pub fn from_byte(byte: u8) -> Option<StatusCode> {
+        StatusCode::ALL
+            .into_iter()
+            .find(|code| code.to_byte() == byte)
+    }
+
     /// The byte sent on the wire.
     pub const fn to_byte(self) -> u8 {
         match self {
@@ -221,5 +279,28 @@ impl From<crate::platform::StoreError> for StatusCode {
             crate::platform::StoreError::Full => StatusCode::KeyStoreFull,
             crate::platform::StoreError::Failed => StatusCode::Other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StatusCode;
+
+    #[test]
+    fn all_lists_each_code_once_and_from_byte_inverts_to_byte() {
+        for (i, code) in StatusCode::ALL.iter().enumerate() {
+            assert_eq!(StatusCode::from_byte(code.to_byte()), Some(*code));
+            assert!(
+                StatusCode::ALL
+                    .get(i + 1)
+                    .is_none_or(|next| next.to_byte() > code.to_byte()),
+                "ALL must be sorted by byte, without repeats: {code}"
+            );
+        }
+        let named = (0..=u8::MAX)
+            .filter(|byte| StatusCode::from_byte(*byte).is_some())
+            .count();
+        assert_eq!(named, StatusCode::ALL.len());
+        assert_eq!(StatusCode::from_byte(0x16), None);
     }
 }

@@ -422,63 +422,9 @@ pub fn run(vector: &Vector) -> Result<(), Mismatch> {
     Ok(())
 }
 
-/// Every status code the core knows, to map a response's first byte back to its name.
-const STATUS_CODES: &[StatusCode] = &[
-    StatusCode::Ok,
-    StatusCode::InvalidCommand,
-    StatusCode::InvalidParameter,
-    StatusCode::InvalidLength,
-    StatusCode::InvalidSeq,
-    StatusCode::Timeout,
-    StatusCode::ChannelBusy,
-    StatusCode::LockRequired,
-    StatusCode::InvalidChannel,
-    StatusCode::CborUnexpectedType,
-    StatusCode::InvalidCbor,
-    StatusCode::MissingParameter,
-    StatusCode::LimitExceeded,
-    StatusCode::FpDatabaseFull,
-    StatusCode::LargeBlobStorageFull,
-    StatusCode::CredentialExcluded,
-    StatusCode::Processing,
-    StatusCode::InvalidCredential,
-    StatusCode::UserActionPending,
-    StatusCode::OperationPending,
-    StatusCode::NoOperations,
-    StatusCode::UnsupportedAlgorithm,
-    StatusCode::OperationDenied,
-    StatusCode::KeyStoreFull,
-    StatusCode::NoOperationPending,
-    StatusCode::UnsupportedOption,
-    StatusCode::InvalidOption,
-    StatusCode::KeepaliveCancel,
-    StatusCode::NoCredentials,
-    StatusCode::UserActionTimeout,
-    StatusCode::NotAllowed,
-    StatusCode::PinInvalid,
-    StatusCode::PinBlocked,
-    StatusCode::PinAuthInvalid,
-    StatusCode::PinAuthBlocked,
-    StatusCode::PinNotSet,
-    StatusCode::PuatRequired,
-    StatusCode::PinPolicyViolation,
-    StatusCode::RequestTooLarge,
-    StatusCode::ActionTimeout,
-    StatusCode::UpRequired,
-    StatusCode::UvBlocked,
-    StatusCode::IntegrityFailure,
-    StatusCode::InvalidSubcommand,
-    StatusCode::UvInvalid,
-    StatusCode::UnauthorizedPermission,
-    StatusCode::Other,
-];
-
 /// The status code whose wire byte is `byte`, if the core knows one.
 pub fn status_code(byte: u8) -> Option<StatusCode> {
-    STATUS_CODES
-        .iter()
-        .copied()
-        .find(|code| code.to_byte() == byte)
+    StatusCode::from_byte(byte)
 }
 
 /// The status of a response for messages: its name and byte, e.g.
@@ -650,8 +596,8 @@ mod tests {
 
     #[test]
     fn every_status_byte_maps_back() {
-        for code in STATUS_CODES {
-            assert_eq!(status_code(code.to_byte()), Some(*code));
+        for code in StatusCode::ALL {
+            assert_eq!(status_code(code.to_byte()), Some(code));
         }
         assert_eq!(describe_status(&[0x2E]), "CTAP2_ERR_NO_CREDENTIALS (0x2E)");
         assert_eq!(describe_status(&[0xEE]), "unknown status (0xEE)");

@@ -76,66 +76,10 @@ impl<C: Ctap2 + ?Sized> Ctap2 for &mut C {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CtapStatus(pub u8);
 
-/// Every status CTAP 2.1 names (authenticator-core's enum, which is the spec's list).
-const KNOWN_STATUSES: [StatusCode; 47] = {
-    use StatusCode::*;
-    [
-        Ok,
-        InvalidCommand,
-        InvalidParameter,
-        InvalidLength,
-        InvalidSeq,
-        Timeout,
-        ChannelBusy,
-        LockRequired,
-        InvalidChannel,
-        CborUnexpectedType,
-        InvalidCbor,
-        MissingParameter,
-        LimitExceeded,
-        FpDatabaseFull,
-        LargeBlobStorageFull,
-        CredentialExcluded,
-        Processing,
-        InvalidCredential,
-        UserActionPending,
-        OperationPending,
-        NoOperations,
-        UnsupportedAlgorithm,
-        OperationDenied,
-        KeyStoreFull,
-        NoOperationPending,
-        UnsupportedOption,
-        InvalidOption,
-        KeepaliveCancel,
-        NoCredentials,
-        UserActionTimeout,
-        NotAllowed,
-        PinInvalid,
-        PinBlocked,
-        PinAuthInvalid,
-        PinAuthBlocked,
-        PinNotSet,
-        PuatRequired,
-        PinPolicyViolation,
-        RequestTooLarge,
-        ActionTimeout,
-        UpRequired,
-        UvBlocked,
-        IntegrityFailure,
-        InvalidSubcommand,
-        UvInvalid,
-        UnauthorizedPermission,
-        Other,
-    ]
-};
-
 impl CtapStatus {
     /// The status as authenticator-core names it, if CTAP 2.1 defines it.
     pub fn code(self) -> Option<StatusCode> {
-        KNOWN_STATUSES
-            .into_iter()
-            .find(|code| code.to_byte() == self.0)
+        StatusCode::from_byte(self.0)
     }
 
     /// Whether this is this status.
