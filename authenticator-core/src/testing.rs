@@ -13,7 +13,7 @@ use rand_core::SeedableRng;
 
 use crate::memory_store::MemoryStore;
 use crate::platform::{
-    BuiltInUv, Clock, Platform, Presence, PresenceKind, PresenceOutcome, PresenceRequest,
+    BuiltInUv, Clock, Platform, Presence, PresenceKind, PresenceOutcome, PresenceRequest, Store,
 };
 
 /// A clock that only moves when told to.
@@ -98,13 +98,15 @@ impl Presence for ScriptedPresence {
     }
 }
 
-/// The platform double: every service deterministic and inspectable.
+/// The platform double: every service deterministic and inspectable. The store is a
+/// [`MemoryStore`] unless another is given ([`TestPlatform::with_store`]: a flash store on a
+/// simulated chip, for instance).
 #[derive(Debug)]
-pub struct TestPlatform {
+pub struct TestPlatform<S: Store = MemoryStore> {
     /// Seeded ChaCha20.
     pub rng: ChaCha20Rng,
-    /// In-memory store.
-    pub store: MemoryStore,
+    /// The store (in memory by default).
+    pub store: S,
     /// Scripted presence.
     pub presence: ScriptedPresence,
     /// Advanceable clock, starting at 0 ms (power-up).
@@ -112,20 +114,27 @@ pub struct TestPlatform {
 }
 
 impl TestPlatform {
-    /// A fresh platform whose random stream is fixed by `seed`.
+    /// A fresh platform whose random stream is fixed by `seed`, with an empty memory store.
     pub fn new(seed: u64) -> Self {
+        Self::with_store(seed, MemoryStore::new())
+    }
+}
+
+impl<S: Store> TestPlatform<S> {
+    /// A fresh platform whose random stream is fixed by `seed`, on `store`.
+    pub fn with_store(seed: u64, store: S) -> Self {
         Self {
             rng: ChaCha20Rng::seed_from_u64(seed),
-            store: MemoryStore::new(),
+            store,
             presence: ScriptedPresence::default(),
             clock: TestClock::default(),
         }
     }
 }
 
-impl Platform for TestPlatform {
+impl<S: Store> Platform for TestPlatform<S> {
     type Rng = ChaCha20Rng;
-    type Store = MemoryStore;
+    type Store = S;
     type Presence = ScriptedPresence;
     type Clock = TestClock;
 

@@ -17,60 +17,20 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use authenticator_core::cbor::{self, Value};
-use authenticator_core::platform::{Platform, Store};
-use authenticator_core::testing::{ScriptedPresence, TestClock};
+use authenticator_core::platform::Store;
+use authenticator_core::testing::TestPlatform;
 use authenticator_core::{Authenticator, Config, block_on};
 use common::{Chip, St, chip, image, on_chip, open};
-use embedded_storage_async::nor_flash::NorFlash;
-use fidelio_flash_store::FlashStore;
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 
 /// 256 KiB with 4 KiB sectors.
 const SECTORS: usize = 64;
 
-/// `TestPlatform`, with the flash store instead of `MemoryStore`.
-struct FlashPlatform<F: NorFlash> {
-    rng: ChaCha20Rng,
-    store: FlashStore<F>,
-    presence: ScriptedPresence,
-    clock: TestClock,
-}
-
-impl<F: NorFlash> Platform for FlashPlatform<F> {
-    type Rng = ChaCha20Rng;
-    type Store = FlashStore<F>;
-    type Presence = ScriptedPresence;
-    type Clock = TestClock;
-
-    fn rng(&mut self) -> &mut Self::Rng {
-        &mut self.rng
-    }
-    fn store(&mut self) -> &mut Self::Store {
-        &mut self.store
-    }
-    fn presence(&mut self) -> &mut Self::Presence {
-        &mut self.presence
-    }
-    fn clock(&self) -> &Self::Clock {
-        &self.clock
-    }
-}
-
-type Device<C> = Authenticator<FlashPlatform<fidelio_flash_store::BlockingFlash<C>>>;
+type Device<C> = Authenticator<TestPlatform<St<C>>>;
 
 fn new_device<C: Chip>(store: St<C>, seed: u64) -> Device<C> {
     let mut config = Config::security_key();
     config.max_discoverable_credentials = 10_000;
-    Authenticator::new(
-        FlashPlatform {
-            rng: ChaCha20Rng::seed_from_u64(seed),
-            store,
-            presence: ScriptedPresence::default(),
-            clock: TestClock::default(),
-        },
-        config,
-    )
+    Authenticator::new(TestPlatform::with_store(seed, store), config)
 }
 
 fn text(s: &str) -> Value {
