@@ -97,6 +97,7 @@ fn fill_direct(count: usize) -> MemoryStore {
             discoverable: true,
             cred_protect: 1,
             hmac_secret: false,
+            kept: false,
         };
         let credential_id = master.seal(&mut rng, &rp_hash, &sealed).unwrap();
         let user_id = filler_user(index);
@@ -112,6 +113,8 @@ fn fill_direct(count: usize) -> MemoryStore {
             counter: 0,
             cred_blob: None,
             large_blob_key: None,
+            sealed_key: None,
+            backup_flags: None,
         };
         let record_key = [b"c/".as_slice(), &rp_hash, &credential_id].concat();
         let user_key = [b"u/".as_slice(), &rp_hash, &user_id].concat();

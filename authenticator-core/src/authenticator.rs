@@ -294,11 +294,19 @@ impl<P: Platform> Authenticator<P> {
         // 2. The user must confirm.
         self.ask_user(PresenceKind::UserPresence, PresencePurpose::Reset, None)
             .await?;
-        // 3. Forget every credential and the master key (so every non-discoverable ID dies
-        //    too); a new master key is made on next use.
+        // 3. Forget every credential and the master key.
+        self.wipe()
+    }
+
+    /// What authenticatorReset does once allowed and confirmed, without asking anyone (for
+    /// hosts that automate the device): forgets every credential and the master key (so every
+    /// non-discoverable ID dies too; a new master key is made on next use), the PIN, the
+    /// large-blob array and authenticatorConfig's settings, and ends every pending operation.
+    pub fn wipe(&mut self) -> Result<(), StatusCode> {
         self.platform.store().commit(&[Write::Clear])?;
         self.master = None;
         self.pending_assertions = None;
+        self.pending_enumeration = None;
         // The PIN went with the store; no token survives it either. So did the large-blob
         // array and authenticatorConfig's settings: a write in progress ends too.
         self.pin = crate::pin::PinState::default();

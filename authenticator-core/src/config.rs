@@ -116,6 +116,17 @@ pub struct Config {
     /// authenticatorConfig's enableEnterpriseAttestation; see `authenticator_config.rs`).
     /// They are signed by the batch key ([`AttestationMode::Batch`]).
     pub enterprise_attestation: bool,
+    /// Whether the device makes discoverable credentials at all (getInfo option `rk`; without
+    /// them makeCredential answers `rk: true` with `CTAP2_ERR_UNSUPPORTED_OPTION`). Credentials
+    /// already stored stay usable.
+    pub discoverable_credentials: bool,
+    /// Keep a record of every non-discoverable credential made (`x/` in
+    /// [`storage`](crate::storage)) so that it can be listed, exported and deleted
+    /// ([`credential_io`](crate::credential_io)) as virtual authenticators allow. Costs one store
+    /// entry per registration; off on boards, on in the daemon. Credentials made while it is on
+    /// exist only while their record does (a deleted one stops working); those made while it was
+    /// off stay stateless.
+    pub keep_non_discoverable: bool,
 }
 
 /// Fidelio's AAGUID for the security-key profile: a fixed random UUID
@@ -150,6 +161,8 @@ impl Config {
             always_uv: false,
             max_serialized_large_blob_array: 4096,
             enterprise_attestation: false,
+            discoverable_credentials: true,
+            keep_non_discoverable: false,
         }
     }
 

@@ -14,8 +14,11 @@
 //! ```
 //!
 //! `flags`: bit 0 discoverable, bit 1 made with `hmac-secret: true` (the credential has
-//! CredRandomWithUV and CredRandomWithoutUV, derived by [`MasterKey::cred_random`]); other
-//! bits are zero.
+//! CredRandomWithUV and CredRandomWithoutUV, derived by [`MasterKey::cred_random`]), bit 2
+//! *kept*: a non-discoverable credential the device also keeps a record of (`x/` in
+//! [`storage`](crate::storage), made when [`Config::keep_non_discoverable`](crate::Config) is on),
+//! which exists only while that record does; other bits are zero. An older reader ignores bit 2
+//! and takes such an ID for a plain non-discoverable one.
 
 use alloc::vec::Vec;
 
@@ -38,6 +41,7 @@ pub const CREDENTIAL_ID_LEN: usize = 1 + NONCE_LEN + PLAINTEXT_LEN + TAG_LEN;
 
 const FLAG_DISCOVERABLE: u8 = 0x01;
 const FLAG_HMAC_SECRET: u8 = 0x02;
+const FLAG_KEPT: u8 = 0x04;
 
 /// The key [`MasterKey::cred_random`] derives hmac-secret's CredRandom values under: HMAC of
 /// this label under the master secret.
@@ -266,6 +270,9 @@ pub struct SealedCredential {
     /// Made with the hmac-secret extension: the credential has CredRandomWithUV and
     /// CredRandomWithoutUV ([`MasterKey::cred_random`]).
     pub hmac_secret: bool,
+    /// A non-discoverable credential the device keeps a record of (`x/`): it exists only while
+    /// that record does, so it can be listed and deleted like a discoverable one.
+    pub kept: bool,
 }
 
 /// The device master key that seals credential IDs, ready for use (the cipher is keyed once),
@@ -332,6 +339,9 @@ impl MasterKey {
             if credential.hmac_secret {
                 *flags |= FLAG_HMAC_SECRET;
             }
+            if credential.kept && !credential.discoverable {
+                *flags |= FLAG_KEPT;
+            }
             *protect = credential.cred_protect;
             secret.copy_from_slice(credential.key.expose_secret());
         }
@@ -371,6 +381,7 @@ impl MasterKey {
             discoverable: flags & FLAG_DISCOVERABLE != 0,
             cred_protect: protect,
             hmac_secret: flags & FLAG_HMAC_SECRET != 0,
+            kept: flags & FLAG_KEPT != 0 && flags & FLAG_DISCOVERABLE == 0,
         })
     }
 }
@@ -395,6 +406,7 @@ mod tests {
             discoverable: true,
             cred_protect: 2,
             hmac_secret: true,
+            kept: false,
         }
     }
 
@@ -417,7 +429,21 @@ mod tests {
         };
         let id = master.seal(&mut rng, &[1; 32], &plain).unwrap();
         let opened = master.open(&[1; 32], &id).unwrap();
-        assert!(!opened.discoverable && !opened.hmac_secret);
+        assert!(!opened.discoverable && !opened.hmac_secret && !opened.kept);
+        let kept = SealedCredential {
+            kept: true,
+            ..plain.clone()
+        };
+        let id = master.seal(&mut rng, &[1; 32], &kept).unwrap();
+        assert!(master.open(&[1; 32], &id).unwrap().kept);
+        // A discoverable credential is never "kept": its record is its existence already.
+        let both = SealedCredential {
+            discoverable: true,
+            ..kept
+        };
+        let id = master.seal(&mut rng, &[1; 32], &both).unwrap();
+        let opened = master.open(&[1; 32], &id).unwrap();
+        assert!(opened.discoverable && !opened.kept);
     }
 
     #[test]

@@ -407,9 +407,8 @@ impl<P: Platform> Authenticator<P> {
     ) -> Result<Value, StatusCode> {
         let master = self.master_key()?;
         // A stored credential whose ID does not open is damage, not absence.
-        let sealed = master
-            .open(hash, &record.credential_id)
-            .ok_or(StatusCode::Other)?;
+        let sealed =
+            crate::credential_io::open_record(&master, hash, record).ok_or(StatusCode::Other)?;
         let mut user = alloc::vec![(cbor::text("id"), cbor::bytes(&record.user.id))];
         if let Some(name) = &record.user.name {
             user.push((cbor::text("name"), cbor::text(name)));

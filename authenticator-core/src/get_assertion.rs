@@ -4,15 +4,12 @@ use alloc::vec::Vec;
 
 use crate::authenticator::{Authenticator, authenticator_data, flags, rp_id_hash};
 use crate::cbor::{self, Key, Members, Value};
-use crate::config::CounterMode;
 use crate::credential::PrivateKey;
 use crate::pin::Permission;
-use crate::platform::{
-    BuiltInUv, Clock, Platform, Presence, PresenceKind, PresencePurpose, Store, Write,
-};
+use crate::platform::{BuiltInUv, Clock, Platform, Presence, PresenceKind, PresencePurpose};
 use crate::request;
 use crate::status::StatusCode;
-use crate::storage::{self, ResidentRecord};
+use crate::storage::{self, Partition, ResidentRecord};
 
 /// Request member keys.
 mod key {
@@ -30,8 +27,10 @@ mod key {
 pub(crate) struct Located {
     id: Vec<u8>,
     key: PrivateKey,
-    /// The stored record of a discoverable credential.
+    /// The stored record of a discoverable, kept or imported credential.
     record: Option<ResidentRecord>,
+    /// Where that record lives.
+    partition: Option<Partition>,
     /// Made with hmac-secret (from the sealed ID).
     hmac_secret: bool,
 }
@@ -241,27 +240,19 @@ impl<P: Platform> Authenticator<P> {
         let master = self.master_key()?;
         if !allow_list.is_empty() {
             for descriptor in allow_list {
-                let Some(sealed) = master.open(rp_id_hash, descriptor.id) else {
+                let Some(found) = self.find_credential(&master, rp_id_hash, descriptor.id)? else {
                     continue;
                 };
-                if sealed.cred_protect >= 3 && !uv {
+                if found.sealed.cred_protect >= 3 && !uv {
                     continue;
                 }
-                let record = if sealed.discoverable {
-                    let key = storage::credential_key(rp_id_hash, descriptor.id);
-                    match self.platform.store().get(&key)? {
-                        Some(bytes) => Some(ResidentRecord::from_bytes(&bytes)?),
-                        // Deleted or replaced: the ID still opens, but the passkey is gone.
-                        None => continue,
-                    }
-                } else {
-                    None
-                };
+                let (partition, record) = found.stored.unzip();
                 return Ok(alloc::vec![Located {
                     id: descriptor.id.to_vec(),
-                    key: sealed.key,
+                    key: found.sealed.key,
                     record,
-                    hmac_secret: sealed.hmac_secret,
+                    partition,
+                    hmac_secret: found.sealed.hmac_secret,
                 }]);
             }
             return Ok(Vec::new());
@@ -270,7 +261,8 @@ impl<P: Platform> Authenticator<P> {
         let records = storage::resident_records(self.platform.store(), rp_id_hash)?;
         let mut located = Vec::with_capacity(records.len());
         for record in records {
-            let Some(sealed) = master.open(rp_id_hash, &record.credential_id) else {
+            let Some(sealed) = crate::credential_io::open_record(&master, rp_id_hash, &record)
+            else {
                 continue;
             };
             if sealed.cred_protect >= 2 && !uv {
@@ -280,6 +272,7 @@ impl<P: Platform> Authenticator<P> {
                 id: record.credential_id.clone(),
                 key: sealed.key,
                 record: Some(record),
+                partition: Some(Partition::Resident),
                 hmac_secret: sealed.hmac_secret,
             });
         }
@@ -312,6 +305,9 @@ impl<P: Platform> Authenticator<P> {
             Some(_) => flag_bits | flags::ED,
             None => flag_bits,
         };
+        // The credential's own backup flags (an imported one's, or as set by the host).
+        let flag_bits = (flag_bits & !(flags::BE | flags::BS))
+            | self.credential_backup_flags(credential.record.as_ref());
         let sign_count = self.assertion_count(credential, rp_id_hash)?;
         let mut message =
             authenticator_data(rp_id_hash, flag_bits, sign_count, None, outputs.as_ref());
@@ -331,7 +327,11 @@ impl<P: Platform> Authenticator<P> {
             (cbor::int(2), Value::Bytes(message)),
             (cbor::int(3), Value::Bytes(signature)),
         ];
-        if let Some(record) = &credential.record {
+        // The user of a discoverable credential only: a kept non-discoverable one answers as
+        // any non-discoverable credential does.
+        if let (Some(record), Some(Partition::Resident)) =
+            (&credential.record, credential.partition)
+        {
             // Identifying names only after user verification (CTAP 2.1 §6.2.2).
             let mut user = alloc::vec![(cbor::text("id"), cbor::bytes(&record.user.id))];
             if user_verified {
@@ -353,17 +353,8 @@ impl<P: Platform> Authenticator<P> {
         credential: &Located,
         rp_id_hash: &[u8; 32],
     ) -> Result<u32, StatusCode> {
-        match (self.config.counter, &credential.record) {
-            (CounterMode::PerCredential, Some(record)) => {
-                let mut updated = record.clone();
-                updated.counter = record.counter.wrapping_add(1);
-                let key = storage::credential_key(rp_id_hash, &record.credential_id);
-                let bytes = updated.to_bytes();
-                self.platform.store().commit(&[Write::Put(&key, &bytes)])?;
-                Ok(updated.counter)
-            }
-            _ => self.next_signature_count(&credential.id),
-        }
+        let stored = credential.partition.zip(credential.record.as_ref());
+        self.count_signature(rp_id_hash, &credential.id, stored)
     }
 }
 

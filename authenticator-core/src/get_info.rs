@@ -16,7 +16,10 @@ impl<P: Platform> Authenticator<P> {
         let texts = |items: &[&str]| Value::Array(items.iter().map(|s| cbor::text(s)).collect());
 
         let mut options = alloc::vec![
-            (cbor::text("rk"), Value::Bool(true)),
+            (
+                cbor::text("rk"),
+                Value::Bool(config.discoverable_credentials)
+            ),
             (cbor::text("up"), Value::Bool(true)),
             (cbor::text("plat"), Value::Bool(config.platform_device)),
         ];

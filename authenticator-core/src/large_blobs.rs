@@ -133,7 +133,7 @@ fn len_u64(len: usize) -> u64 {
 }
 
 /// Whether `array` ends with LEFT(SHA-256(the rest), 16).
-fn hash_matches(array: &[u8]) -> bool {
+pub(crate) fn hash_matches(array: &[u8]) -> bool {
     let Some(split) = array.len().checked_sub(HASH_LEN) else {
         return false;
     };

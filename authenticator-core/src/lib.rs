@@ -32,6 +32,7 @@ pub mod authenticator_config;
 pub mod cbor;
 pub mod config;
 pub mod credential;
+pub mod credential_io;
 mod credential_management;
 pub mod extensions;
 mod get_assertion;

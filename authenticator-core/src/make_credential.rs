@@ -87,6 +87,9 @@ impl<P: Platform> Authenticator<P> {
             return Err(StatusCode::InvalidOption);
         }
         let rk = request.options.rk == Some(true);
+        if rk && !self.config.discoverable_credentials {
+            return Err(StatusCode::UnsupportedOption);
+        }
         let protected = self.protected_by_user_verification()?;
 
         // largeBlobKey (§12.3): `true` only, and only for a discoverable credential.
@@ -156,15 +159,16 @@ impl<P: Platform> Authenticator<P> {
 
         // Step 12: an excluded credential found ends the ceremony — after a presence test, so
         // a silent probe cannot learn which credentials exist.
-        let excluded = request.exclude_list.iter().any(|descriptor| {
-            master
-                .open(&rp_id_hash, descriptor.id)
-                .is_some_and(|sealed| {
-                    // A credential that needs UV stays invisible without it (credProtect 3).
-                    let visible = sealed.cred_protect < 3 || user_verified;
-                    visible && self.still_exists(&rp_id_hash, descriptor.id, &sealed)
-                })
-        });
+        let mut excluded = false;
+        for descriptor in &request.exclude_list {
+            if let Some(found) = self.find_credential(&master, &rp_id_hash, descriptor.id)? {
+                // A credential that needs UV stays invisible without it (credProtect 3).
+                if found.sealed.cred_protect < 3 || user_verified {
+                    excluded = true;
+                    break;
+                }
+            }
+        }
         if excluded {
             if presence_known {
                 return Err(StatusCode::CredentialExcluded);
@@ -224,6 +228,7 @@ impl<P: Platform> Authenticator<P> {
             discoverable: rk,
             cred_protect,
             hmac_secret: request.extensions.hmac_secret,
+            kept: !rk && self.config.keep_non_discoverable,
         };
         let credential_id = master.seal(self.platform.rng(), &rp_id_hash, &sealed)?;
         let cred_blob = request.extensions.cred_blob_to_store(rk);
@@ -248,6 +253,24 @@ impl<P: Platform> Authenticator<P> {
                     counter: 0,
                     cred_blob: cred_blob.map(<[u8]>::to_vec),
                     large_blob_key: large_blob_key.clone(),
+                    sealed_key: None,
+                    backup_flags: None,
+                },
+            )?;
+        } else if sealed.kept {
+            // A kept non-discoverable credential exists while its record does.
+            self.store_kept(
+                &rp_id_hash,
+                ResidentRecord {
+                    credential_id: credential_id.clone(),
+                    rp_id: String::from(request.rp_id),
+                    user: request.user.clone(),
+                    sequence: 0,
+                    counter: 0,
+                    cred_blob: None,
+                    large_blob_key: None,
+                    sealed_key: None,
+                    backup_flags: None,
                 },
             )?;
         }
@@ -427,27 +450,9 @@ impl<P: Platform> Authenticator<P> {
         chosen.ok_or(StatusCode::UnsupportedAlgorithm)
     }
 
-    /// Whether a credential that opened under this RP still exists: always for
-    /// non-discoverable ones, and only while stored for discoverable ones (a deleted or
-    /// replaced passkey is gone even though its ID still decrypts).
-    pub(crate) fn still_exists(
-        &mut self,
-        rp_id_hash: &[u8; 32],
-        credential_id: &[u8],
-        sealed: &SealedCredential,
-    ) -> bool {
-        !sealed.discoverable
-            || matches!(
-                self.platform
-                    .store()
-                    .get(&storage::credential_key(rp_id_hash, credential_id)),
-                Ok(Some(_))
-            )
-    }
-
     /// Stores a discoverable credential in one atomic batch: the record, the account index,
     /// the creation sequence, the count, and the removal of the account's previous credential.
-    fn store_resident(
+    pub(crate) fn store_resident(
         &mut self,
         rp_id_hash: &[u8; 32],
         user_key: &[u8],

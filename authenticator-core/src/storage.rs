@@ -16,9 +16,16 @@
 //! | `c/` ‖ rpIdHash ‖ credentialId | a discoverable credential's [`ResidentRecord`] |
 //! | `u/` ‖ rpIdHash ‖ userId | the credential ID holding that account (one per RP and user) |
 //! | `n/` ‖ SHA-256(credentialId)\[..16\] | per-credential counter of a non-discoverable credential |
+//! | `x/` ‖ rpIdHash ‖ credentialId | a *kept* non-discoverable credential's [`ResidentRecord`]: one made while [`Config::keep_non_discoverable`](crate::Config) is on, or one imported ([`credential_io`](crate::credential_io)); never discovered, never listed by credential management, found only by its ID |
 //!
 //! Records are CBOR maps with small integer keys and a format version; fields only ever get
 //! added, with defaults for records written before them.
+//!
+//! A credential ID this device sealed carries the credential's key ([`crate::credential`]); an
+//! *imported* credential keeps the ID it came with, and its key is sealed the same way into the
+//! record's `sealedKey` member instead. Imported credentials count signatures with their own
+//! counter (member 5) whatever the device's counter mode, except that
+//! [`CounterMode::AlwaysZero`](crate::CounterMode) answers 0 for every credential.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -40,6 +47,44 @@ pub(crate) const LARGE_BLOBS: &[u8] = b"m/large-blobs";
 
 /// `c/`: the prefix of every discoverable credential.
 pub(crate) const RESIDENT_PREFIX: &[u8] = b"c/";
+
+/// `x/`: the prefix of every kept non-discoverable credential.
+pub(crate) const KEPT_PREFIX: &[u8] = b"x/";
+
+/// Where a credential's record lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Partition {
+    /// `c/`: a discoverable credential.
+    Resident,
+    /// `x/`: a kept non-discoverable credential.
+    Kept,
+}
+
+impl Partition {
+    /// The partition's key prefix.
+    pub(crate) const fn prefix(self) -> &'static [u8] {
+        match self {
+            Partition::Resident => RESIDENT_PREFIX,
+            Partition::Kept => KEPT_PREFIX,
+        }
+    }
+
+    /// prefix ‖ rpIdHash ‖ credentialId.
+    pub(crate) fn key(self, rp_id_hash: &[u8; 32], credential_id: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(2 + 32 + credential_id.len());
+        key.extend_from_slice(self.prefix());
+        key.extend_from_slice(rp_id_hash);
+        key.extend_from_slice(credential_id);
+        key
+    }
+}
+
+/// Splits a `x/` ‖ rpIdHash ‖ credentialId key into its rpIdHash and credential ID.
+pub(crate) fn split_kept_key(key: &[u8]) -> Option<([u8; 32], &[u8])> {
+    let rest = key.strip_prefix(KEPT_PREFIX)?;
+    let (hash, credential_id) = rest.split_first_chunk::<32>()?;
+    Some((*hash, credential_id))
+}
 
 /// Splits a `c/` ‖ rpIdHash ‖ credentialId key into its rpIdHash and credential ID.
 pub(crate) fn split_credential_key(key: &[u8]) -> Option<([u8; 32], &[u8])> {
@@ -137,6 +182,9 @@ pub struct User {
 
 const RECORD_VERSION: i64 = 1;
 
+/// The authData bits a record's `backupFlags` may hold: BE (0x08) and BS (0x10).
+const BACKUP_BITS: u8 = 0x08 | 0x10;
+
 /// A discoverable credential as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResidentRecord {
@@ -155,6 +203,21 @@ pub struct ResidentRecord {
     pub cred_blob: Option<Vec<u8>>,
     /// The credential's largeBlobKey (CTAP 2.1 §12.3), made at registration when asked for.
     pub large_blob_key: Option<LargeBlobKey>,
+    /// An imported credential's key, sealed like a credential ID of this device (same format,
+    /// bound to the RP): its own ID is the one it was imported with, which this device cannot
+    /// open. `None` for credentials this device made (their ID carries the key).
+    pub sealed_key: Option<Vec<u8>>,
+    /// The backup flags of this credential (authData bits BE `0x08` and BS `0x10`) when they
+    /// differ from the device's ([`Config::backup_eligible`](crate::Config)/`backup_state`):
+    /// set by an import or by [`set_backup_flags`](crate::Authenticator::set_backup_flags).
+    pub backup_flags: Option<u8>,
+}
+
+impl ResidentRecord {
+    /// Whether the credential was imported (it keeps its own signature counter).
+    pub fn imported(&self) -> bool {
+        self.sealed_key.is_some()
+    }
 }
 
 /// A credential's largeBlobKey (CTAP 2.1 §12.3): 32 random bytes under which platforms encrypt
@@ -183,7 +246,8 @@ impl core::fmt::Debug for LargeBlobKey {
 
 impl ResidentRecord {
     /// Encodes the record (format version 1): `{0: 1, 1: credentialId, 2: rpId, 3: user,
-    /// 4: sequence, 5: counter}`, and `6: credBlob`, `7: largeBlobKey` when there are some.
+    /// 4: sequence, 5: counter}`, and `6: credBlob`, `7: largeBlobKey`, `8: sealedKey`,
+    /// `9: backupFlags` when there are some.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut user = alloc::vec![(cbor::text("id"), cbor::bytes(&self.user.id))];
         if let Some(name) = &self.user.name {
@@ -205,6 +269,12 @@ impl ResidentRecord {
         }
         if let Some(key) = &self.large_blob_key {
             members.push((cbor::int(7), cbor::bytes(key.expose())));
+        }
+        if let Some(sealed) = &self.sealed_key {
+            members.push((cbor::int(8), cbor::bytes(sealed)));
+        }
+        if let Some(bits) = self.backup_flags {
+            members.push((cbor::int(9), cbor::int(bits.into())));
         }
         cbor::to_vec(&cbor::map(members))
     }
@@ -247,6 +317,19 @@ impl ResidentRecord {
                     <[u8; 32]>::try_from(cbor::as_bytes(key)?)
                         .map(LargeBlobKey::new)
                         .map_err(|_| StatusCode::Other)
+                })
+                .transpose()?,
+            sealed_key: members
+                .get(Key::Int(8))
+                .map(|sealed| cbor::as_bytes(sealed).map(<[u8]>::to_vec))
+                .transpose()?,
+            backup_flags: members
+                .get(Key::Int(9))
+                .map(|bits| {
+                    u8::try_from(cbor::as_int(bits)?)
+                        .ok()
+                        .filter(|bits| bits & !BACKUP_BITS == 0)
+                        .ok_or(StatusCode::Other)
                 })
                 .transpose()?,
         })
@@ -447,6 +530,8 @@ mod tests {
             counter: 3,
             cred_blob: None,
             large_blob_key: None,
+            sealed_key: None,
+            backup_flags: None,
         }
     }
 
@@ -532,6 +617,39 @@ mod tests {
         assert_eq!(ResidentRecord::from_bytes(&empty.to_bytes()), Ok(empty));
     }
 
+    /// Golden bytes of a version-1 record of an imported credential (members 8 and 9).
+    #[test]
+    fn record_v1_imported_golden_bytes() {
+        let record = ResidentRecord {
+            sealed_key: Some(alloc::vec![0x5E; 3]),
+            backup_flags: Some(0x18),
+            ..sample()
+        };
+        // {…, 4: 7, 5: 3, 8: h'5e5e5e', 9: 24}
+        let expected = "a800010144abababab026b6578616d706c652e636f6d03a262696442010264\
+                        6e616d6565616c6963650407050308435e5e5e091818";
+        let hex: String = record
+            .to_bytes()
+            .iter()
+            .map(|b| alloc::format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, expected);
+        assert!(record.imported() && !sample().imported());
+        assert_eq!(
+            ResidentRecord::from_bytes(&record.to_bytes()),
+            Ok(record.clone())
+        );
+        // Backup flags other than BE and BS are damage.
+        let odd = ResidentRecord {
+            backup_flags: Some(0x01),
+            ..record
+        };
+        assert_eq!(
+            ResidentRecord::from_bytes(&odd.to_bytes()),
+            Err(StatusCode::Other)
+        );
+    }
+
     #[test]
     fn newer_or_damaged_records_are_refused() {
         let mut bytes = sample().to_bytes();
@@ -614,6 +732,7 @@ mod tests {
             rp_prefix(&[0; 32]),
             user_key(&[0; 32], &[]),
             non_resident_counter_key(&[]),
+            Partition::Kept.key(&[0; 32], &[]),
         ];
         let partitions: Vec<&[u8]> = tags.iter().map(|k| &k[..2]).collect();
         // Credential, user and counter partitions are distinct from each other and from meta.
@@ -621,6 +740,11 @@ mod tests {
         assert_eq!(partitions[meta_count], b"c/");
         assert_eq!(partitions[meta_count + 1], b"u/");
         assert_eq!(partitions[meta_count + 2], b"n/");
+        assert_eq!(partitions[meta_count + 3], b"x/");
+        assert_eq!(
+            Partition::Resident.key(&[0; 32], b"id"),
+            credential_key(&[0; 32], b"id")
+        );
         for meta in &partitions[..meta_count] {
             assert_eq!(*meta, b"m/");
         }

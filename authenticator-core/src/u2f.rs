@@ -284,6 +284,8 @@ impl<P: Platform> Authenticator<P> {
             discoverable: false,
             cred_protect: 1,
             hmac_secret: false,
+            // U2F names no RP ID, only its hash: its credentials stay stateless.
+            kept: false,
         };
         let key_handle = master
             .seal(self.platform.rng(), application, &sealed)
@@ -335,10 +337,12 @@ impl<P: Platform> Authenticator<P> {
 
         // The key handle first: an unknown one never asks the user for anything.
         let master = self.master_key().map_err(internal)?;
-        let sealed = master
-            .open(application, key_handle)
-            .filter(usable_over_u2f)
+        let found = self
+            .find_credential(&master, application, key_handle)
+            .map_err(internal)?
+            .filter(|found| usable_over_u2f(&found.sealed))
             .ok_or(status_word::WRONG_DATA)?;
+        let sealed = &found.sealed;
 
         let user_presence = match control_byte {
             // "If so, the U2F token MUST respond with test-of-user-presence-required": this
@@ -357,8 +361,12 @@ impl<P: Platform> Authenticator<P> {
             _ => 0x00,
         };
 
+        let stored = found
+            .stored
+            .as_ref()
+            .map(|(partition, record)| (*partition, record));
         let counter = self
-            .next_signature_count(key_handle)
+            .count_signature(application, key_handle, stored)
             .map_err(internal)?
             .to_be_bytes();
         let mut signed = Vec::with_capacity(32 + 1 + 4 + 32);
