@@ -41,6 +41,7 @@
 //! | `POST /v1/isUvpaa` | `{ok: bool}`: the device has built-in user verification |
 //! | `POST /v1/cancel` `{requestId}` | `{ok: bool}`: whether a ceremony was aborted |
 //! | `GET /v1/status` | `{ok: {service, version, ceremonies, pending, pin}}` |
+//! | `/v1/control/…` | the control API ([`crate::virtual_auth`], `docs/control-api.md`), when started with one |
 //!
 //! A WebAuthn failure is `200 {error}` with the `DOMException` name a browser would raise; a
 //! body that is not a request is `400 {error: {name: "TypeError"}}`; a missing or wrong token is
@@ -69,6 +70,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::device::{Inbound, Outbound, Peer};
+use crate::virtual_auth::ControlApi;
 
 /// The gateway's address when `--browser` is given without one.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8113";
@@ -265,6 +267,17 @@ impl Gateway {
         device: mpsc::Sender<Inbound>,
         seed: Option<u64>,
     ) -> Result<Self, GatewayError> {
+        Self::start_with_control(options, device, seed, None).await
+    }
+
+    /// [`start`](Self::start), also serving the control API (`/v1/control/…`,
+    /// `virtual_auth.rs`) when given.
+    pub async fn start_with_control(
+        options: &BrowserOptions,
+        device: mpsc::Sender<Inbound>,
+        seed: Option<u64>,
+        control: Option<Rc<ControlApi>>,
+    ) -> Result<Self, GatewayError> {
         if !options.address.ip().is_loopback() {
             return Err(GatewayError::NotLoopback(options.address));
         }
@@ -316,6 +329,7 @@ impl Gateway {
             pin: options.pin.is_some(),
             connections: Semaphore::new(MAX_CONNECTIONS),
             settle_grace: SETTLE_GRACE,
+            control,
         });
         let (stop, stopped) = oneshot::channel();
         tokio::task::spawn_local(accept(listener, shared, stopped));
@@ -633,6 +647,8 @@ struct Shared {
     connections: Semaphore,
     /// How long the worker gets after the lifetime timer ([`SETTLE_GRACE`]).
     settle_grace: Duration,
+    /// The control API, if served here.
+    control: Option<Rc<ControlApi>>,
 }
 
 async fn accept(listener: TcpListener, shared: Rc<Shared>, mut stop: oneshot::Receiver<()>) {
@@ -680,6 +696,8 @@ async fn accept(listener: TcpListener, shared: Rc<Shared>, mut stop: oneshot::Re
 struct Request {
     method: String,
     path: String,
+    /// What follows `?` in the target (empty without one).
+    query: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -729,10 +747,12 @@ impl Response {
             401 => "Unauthorized",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            409 => "Conflict",
             408 => "Request Timeout",
             411 => "Length Required",
             413 => "Content Too Large",
             431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
             501 => "Not Implemented",
             503 => "Service Unavailable",
             _ => "Error",
@@ -780,6 +800,19 @@ async fn connection(stream: &mut TcpStream, shared: &Shared) -> Option<Response>
             "missing or wrong token (send Authorization: Bearer <token>; fidelio serve prints \
              it and writes it to its token file)",
         ));
+    }
+    if let Some(rest) = request.path.strip_prefix("/v1/control") {
+        let Some(control) = &shared.control else {
+            return Some(Response::error(404, "NotFoundError", "no control API here"));
+        };
+        // The control API answers in its own words (docs/control-api.md); a caller that hangs
+        // up (an abandoned long poll) gets nothing.
+        let answer = tokio::select! {
+            answer = control.handle(&request.method, rest, &request.query, &request.body) => answer,
+            () = hung_up(Some(stream)) => return None,
+        };
+        let (status, body) = answer;
+        return Some(Response { status, body });
     }
     let response = match (request.method.as_str(), request.path.as_str()) {
         ("POST", "/v1/create") => ceremony(shared, Kind::Create, &request.body, stream).await,
@@ -882,7 +915,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, ReadError> {
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(bad_request("malformed method"));
     }
-    let path = target.split('?').next().unwrap_or_default();
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut headers = Vec::new();
     for line in lines {
         if line.starts_with([' ', '\t']) {
@@ -948,6 +981,7 @@ async fn read_request(stream: &mut TcpStream) -> Result<Request, ReadError> {
     Ok(Request {
         method: method.to_owned(),
         path: path.to_owned(),
+        query: query.to_owned(),
         headers,
         body,
     })
@@ -1272,6 +1306,7 @@ mod tests {
         let request = |value: &str| Request {
             method: "GET".into(),
             path: "/v1/status".into(),
+            query: String::new(),
             headers: vec![("authorization".into(), value.into())],
             body: Vec::new(),
         };
@@ -1296,6 +1331,7 @@ mod tests {
             pin: false,
             connections: Semaphore::new(1),
             settle_grace: Duration::from_millis(50),
+            control: None,
         }
     }
 

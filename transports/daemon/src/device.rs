@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::ctap_log;
 use crate::presence::PresenceSignals;
+use crate::virtual_auth::{EventLog, Observation, VirtualCommand, VirtualState};
 
 /// Where a packet came from, and so where its answers go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +91,9 @@ pub enum ControlCommand {
     Status,
     /// A power cycle: channels and transient state are lost, credentials kept.
     PowerCycle,
+    /// A control API command (`virtual_auth.rs`), answered `{"status", "body"}`; run when the
+    /// device is idle (a request in progress finishes first). Needs [`run_with`].
+    Virtual(VirtualCommand),
 }
 
 /// A control command with the channel for its JSON answer.
@@ -108,10 +112,77 @@ pub struct DeviceOptions {
     pub ctaphid: fidelio_ctaphid::Config,
 }
 
+/// What a device needs to answer the control API ([`ControlCommand::Virtual`]) and to log
+/// its events.
+#[derive(Debug, Clone)]
+pub struct DeviceExtras {
+    /// The device's authenticator ID.
+    pub id: String,
+    /// Where its events go.
+    pub events: Rc<EventLog>,
+    /// How presence is answered unless the control API says otherwise.
+    pub presence: crate::presence::PresenceMode,
+}
+
 /// Runs the device until `inbound` closes or `shutdown` resolves. A request in progress at
 /// shutdown is abandoned: the core commits each change atomically, so nothing committed is
-/// lost and nothing half-done is kept.
+/// lost and nothing half-done is kept. Control API commands are refused; see [`run_with`].
 pub async fn run<P: Platform + 'static>(
+    authenticator: Authenticator<P>,
+    signals: Rc<PresenceSignals>,
+    options: DeviceOptions,
+    inbound: mpsc::Receiver<Inbound>,
+    control: mpsc::Receiver<ControlRequest>,
+    outbound: Rc<dyn Outbound>,
+    shutdown: impl Future<Output = ()>,
+) {
+    run_device(
+        authenticator,
+        signals,
+        options,
+        inbound,
+        control,
+        outbound,
+        shutdown,
+        None,
+    )
+    .await;
+}
+
+/// [`run`], also answering the control API and logging events.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the device loop's parts, as run() takes them, plus the extras"
+)]
+pub async fn run_with<P: Platform + 'static>(
+    authenticator: Authenticator<P>,
+    signals: Rc<PresenceSignals>,
+    options: DeviceOptions,
+    inbound: mpsc::Receiver<Inbound>,
+    control: mpsc::Receiver<ControlRequest>,
+    outbound: Rc<dyn Outbound>,
+    shutdown: impl Future<Output = ()>,
+    extras: DeviceExtras,
+) {
+    run_device(
+        authenticator,
+        signals,
+        options,
+        inbound,
+        control,
+        outbound,
+        shutdown,
+        Some(extras),
+    )
+    .await;
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    clippy::too_many_lines,
+    reason = "one loop owning every part of the device"
+)]
+async fn run_device<P: Platform + 'static>(
     authenticator: Authenticator<P>,
     signals: Rc<PresenceSignals>,
     options: DeviceOptions,
@@ -119,7 +190,18 @@ pub async fn run<P: Platform + 'static>(
     mut control: mpsc::Receiver<ControlRequest>,
     outbound: Rc<dyn Outbound>,
     shutdown: impl Future<Output = ()>,
+    extras: Option<DeviceExtras>,
 ) {
+    let mut virtual_state = extras.map(|extras| {
+        VirtualState::new(
+            extras.id,
+            extras.events,
+            extras.presence,
+            authenticator.config().clone(),
+        )
+    });
+    // The request in progress, when its success will be an event.
+    let mut observed: Option<Observation> = None;
     let started = Instant::now();
     let now = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let mut hid = CtapHid::new(options.ctaphid.clone(), options.channel_seed);
@@ -154,6 +236,10 @@ pub async fn run<P: Platform + 'static>(
                         };
                         tracing::info!(target: "ctap", channel = format_args!("{:08x}", request.channel), "→ {described}");
                     }
+                    observed = virtual_state.as_mut().and_then(|state| {
+                        let from = routes.get(&request.channel).copied();
+                        state.observe_request(&mut authenticator, kind, &request.payload, from)
+                    });
                     let payload = request.payload;
                     processing = Some(Box::pin(async move {
                         // KEEPALIVE goes out while either waits for the user (CTAP 2.1 sends it
@@ -194,9 +280,20 @@ pub async fn run<P: Platform + 'static>(
                     tracing::info!(target: "ctap", "← {described}");
                 }
                 hid.respond(&response, now());
+                let mut authenticator = authenticator;
+                if let (Some(state), Some(observation)) = (virtual_state.as_mut(), observed.take()) {
+                    state.observe_response(&mut authenticator, observation, &response);
+                }
                 idle = Some(authenticator);
                 for (command, reply) in deferred.drain(..) {
-                    let answer = control_command(&command, &mut idle, &mut hid, &mut routes);
+                    let answer = control_command(
+                        command,
+                        &mut idle,
+                        &mut hid,
+                        &mut routes,
+                        virtual_state.as_mut(),
+                        &signals,
+                    );
                     let _ = reply.send(answer);
                 }
             }
@@ -214,8 +311,18 @@ pub async fn run<P: Platform + 'static>(
                     // Power goes away mid-command: the host sees the command cancelled.
                     signals.cancel();
                     deferred.push((command, reply));
+                } else if idle.is_none() && matches!(command, ControlCommand::Virtual(_)) {
+                    // The control API waits for the request in progress to end.
+                    deferred.push((command, reply));
                 } else {
-                    let answer = control_command(&command, &mut idle, &mut hid, &mut routes);
+                    let answer = control_command(
+                        command,
+                        &mut idle,
+                        &mut hid,
+                        &mut routes,
+                        virtual_state.as_mut(),
+                        &signals,
+                    );
                     let _ = reply.send(answer);
                 }
             }
@@ -226,12 +333,21 @@ pub async fn run<P: Platform + 'static>(
 }
 
 fn control_command<P: Platform>(
-    command: &ControlCommand,
+    command: ControlCommand,
     idle: &mut Option<Authenticator<P>>,
     hid: &mut CtapHid,
     routes: &mut HashMap<u32, Peer>,
+    virtual_state: Option<&mut VirtualState>,
+    signals: &PresenceSignals,
 ) -> Json {
     match command {
+        ControlCommand::Virtual(command) => match (virtual_state, idle.as_mut()) {
+            (Some(state), Some(authenticator)) => state.execute(command, authenticator, signals),
+            (None, _) => json!({"status": 404, "body": {"error": {
+                "name": "NotFound", "message": "this device has no control API"}}}),
+            (_, None) => json!({"status": 503, "body": {"error": {
+                "name": "Busy", "message": "the device is busy"}}}),
+        },
         ControlCommand::Status => json!({
             "ok": true,
             "busy": idle.is_none(),

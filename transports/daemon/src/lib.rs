@@ -9,6 +9,8 @@
 //!   control 127.0.0.1:8112 (JSON lines) ──▶ status, power-cycle
 //!   browser gateway (--browser, HTTP 127.0.0.1:8113) ──▶ fidelio-webauthn client ──packets──▶
 //!     the same loop (docs/browser.md)
+//!   control API (the gateway's /v1/control/…) ──▶ virtual authenticator commands, events
+//!     (docs/control-api.md)
 //! ```
 
 pub mod browser;
@@ -19,6 +21,7 @@ pub mod presence;
 pub mod udp;
 pub mod uhid;
 pub mod usbip;
+pub mod virtual_auth;
 
 use std::io::{BufRead, Write as _};
 use std::net::SocketAddr;
@@ -176,10 +179,11 @@ async fn serve_with<S: Store + 'static>(
         presence.built_in_uv = authenticator_core::platform::BuiltInUv::Configured;
     }
     let max_msg_size = options.config.max_msg_size;
-    let authenticator = Authenticator::new(
-        HostPlatform::new(rng, store, presence),
-        options.config.clone(),
-    );
+    // A virtual authenticator keeps a record of its non-discoverable credentials too, so that
+    // the control API can list and delete them (docs/control-api.md).
+    let mut config = options.config.clone();
+    config.keep_non_discoverable = true;
+    let authenticator = Authenticator::new(HostPlatform::new(rng, store, presence), config);
 
     let lane = udp::UdpLane::bind(options.udp)
         .await
@@ -211,11 +215,20 @@ async fn serve_with<S: Store + 'static>(
     }
     let mut lanes = device::Lanes::new();
     lanes.push(lane.outbound());
+    let events = Rc::new(virtual_auth::EventLog::new());
     let gateway = match &options.browser {
         Some(browser) => {
-            let gateway = browser::Gateway::start(browser, inbound_tx.clone(), options.seed)
-                .await
-                .map_err(ServeError::Browser)?;
+            // The control API lives on the gateway's server, one device for now.
+            let mut control_api = virtual_auth::ControlApi::new(events.clone());
+            control_api.add_device(virtual_auth::DEFAULT_AUTHENTICATOR, control_tx.clone());
+            let gateway = browser::Gateway::start_with_control(
+                browser,
+                inbound_tx.clone(),
+                options.seed,
+                Some(Rc::new(control_api)),
+            )
+            .await
+            .map_err(ServeError::Browser)?;
             lanes.push(gateway.outbound());
             Some(gateway)
         }
@@ -257,7 +270,7 @@ async fn serve_with<S: Store + 'static>(
         tracing::info!("serving CTAPHID over UHID ({})", uhid::DEFAULT_PATH);
     }
     ready(udp_address);
-    device::run(
+    device::run_with(
         authenticator,
         signals,
         device_options,
@@ -265,6 +278,11 @@ async fn serve_with<S: Store + 'static>(
         control_rx,
         outbound,
         shutdown,
+        device::DeviceExtras {
+            id: virtual_auth::DEFAULT_AUTHENTICATOR.to_owned(),
+            events,
+            presence: options.presence,
+        },
     )
     .await;
     drop(control_tx);

@@ -43,6 +43,14 @@ pub struct PresenceSignals {
     /// Whether the core is waiting for the user right now (KEEPALIVE says UPNEEDED).
     waiting: Cell<bool>,
     wake: Notify,
+    /// The control API's answer to presence (WebDriver `isUserConsenting`): consent or refuse
+    /// at once, instead of the daemon's `--presence` mode; `None`: that mode.
+    consent: Cell<Option<bool>>,
+    /// The control API's built-in user verification (`hasUserVerification`); `None`: as
+    /// configured at start.
+    built_in_uv: Cell<Option<BuiltInUv>>,
+    /// Built-in user verification does not recognise the user (`isUserVerified: false`).
+    uv_fails: Cell<bool>,
 }
 
 impl PresenceSignals {
@@ -61,6 +69,37 @@ impl PresenceSignals {
     /// Whether the core is waiting for the user.
     pub fn waiting_for_user(&self) -> bool {
         self.waiting.get()
+    }
+
+    /// Answers presence at once with consent (`Some(true)`) or a refusal (`Some(false)`), or as
+    /// the `--presence` mode says (`None`).
+    pub fn set_consent(&self, consent: Option<bool>) {
+        self.consent.set(consent);
+    }
+
+    /// The presence override ([`set_consent`](Self::set_consent)).
+    pub fn consent(&self) -> Option<bool> {
+        self.consent.get()
+    }
+
+    /// Overrides the built-in user verification method (`None`: as configured at start).
+    pub fn set_built_in_uv(&self, built_in_uv: Option<BuiltInUv>) {
+        self.built_in_uv.set(built_in_uv);
+    }
+
+    /// The built-in user verification override.
+    pub fn built_in_uv(&self) -> Option<BuiltInUv> {
+        self.built_in_uv.get()
+    }
+
+    /// Whether built-in user verification recognises the user (WebDriver `isUserVerified`).
+    pub fn set_user_verified(&self, verified: bool) {
+        self.uv_fails.set(!verified);
+    }
+
+    /// Whether built-in user verification recognises the user.
+    pub fn user_verified(&self) -> bool {
+        !self.uv_fails.get()
     }
 }
 
@@ -154,16 +193,27 @@ impl Presence for DaemonPresence {
             return PresenceOutcome::Cancelled;
         }
         self.signals.waiting.set(true);
-        let outcome = match self.mode {
+        let mode = match self.signals.consent.get() {
+            Some(true) => PresenceMode::Auto,
+            Some(false) => PresenceMode::Deny,
+            None => self.mode,
+        };
+        let mut outcome = match mode {
             PresenceMode::Auto => PresenceOutcome::Granted,
             PresenceMode::Deny => PresenceOutcome::Denied,
             PresenceMode::Prompt => self.ask_terminal(&request).await,
         };
+        if outcome == PresenceOutcome::Granted
+            && request.kind == PresenceKind::UserVerification
+            && self.signals.uv_fails.get()
+        {
+            outcome = PresenceOutcome::VerificationFailed;
+        }
         self.signals.waiting.set(false);
         outcome
     }
 
     fn built_in_uv(&self) -> BuiltInUv {
-        self.built_in_uv
+        self.signals.built_in_uv.get().unwrap_or(self.built_in_uv)
     }
 }

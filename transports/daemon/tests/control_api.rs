@@ -1,0 +1,861 @@
+//! The control API (`/v1/control/…` on the browser gateway) over real HTTP against
+//! `serve_until`: a credential added with a PKCS#8 key made here by `p256` signs assertions
+//! over the UDP lane and through the gateway, verified with that key's public half; exports
+//! give the key material back byte for byte; events are observed; authenticator options,
+//! user verification and presence take effect; and wrong or hostile requests get errors.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed expectation should stop the test"
+)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use authenticator_core::Config;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use fidelio_daemon::browser::{BrowserOptions, TokenFile};
+use fidelio_daemon::presence::PresenceMode;
+use fidelio_daemon::{ServeOptions, StateLocation};
+use p256::ecdsa::signature::Verifier;
+use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+
+const TOKEN: &str = "control-token-0123456789abcdef";
+const DEVICE: &str = "/v1/control/authenticator/default";
+
+struct Daemon {
+    gateway: SocketAddr,
+    udp: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+fn start(config: Config) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("gateway.json");
+    let options = ServeOptions {
+        config,
+        state: StateLocation::Ephemeral,
+        udp: SocketAddr::from(([127, 0, 0, 1], 0)),
+        control: None,
+        presence: PresenceMode::Auto,
+        seed: None,
+        log_ctap: false,
+        uhid: false,
+        usbip: None,
+        browser: Some(BrowserOptions {
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: TOKEN.into(),
+            token_file: Some(token_file.clone()),
+            pin: None,
+        }),
+    };
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        let failed = ready_tx.clone();
+        let result = local.block_on(
+            &runtime,
+            fidelio_daemon::serve_until(
+                options,
+                move |address| {
+                    let _ = ready_tx.send(Ok(address));
+                },
+                std::future::pending(),
+            ),
+        );
+        if let Err(error) = result {
+            let _ = failed.send(Err(error.to_string()));
+        }
+    });
+    let udp = ready_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the daemon starts")
+        .expect("the daemon runs");
+    let written = TokenFile::read(&token_file).unwrap();
+    let gateway = written
+        .url
+        .strip_prefix("http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    Daemon {
+        gateway,
+        udp,
+        _dir: dir,
+    }
+}
+
+/// Sends raw bytes; returns the status and the JSON body.
+fn raw(address: SocketAddr, request: &[u8]) -> (u16, Json) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(90)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let text = String::from_utf8(answer).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+    (status, serde_json::from_str(body).unwrap())
+}
+
+fn http(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, Json) {
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    raw(address, &request)
+}
+
+/// A control call that must succeed; returns its `ok` value.
+fn control(address: SocketAddr, method: &str, path: &str, body: &Json) -> Json {
+    let text = if body.is_null() {
+        String::new()
+    } else {
+        body.to_string()
+    };
+    let (status, answer) = http(address, method, path, Some(TOKEN), text.as_bytes());
+    assert_eq!(status, 200, "{method} {path}: {answer}");
+    answer["ok"].clone()
+}
+
+/// A control call that must fail with this status; returns the error.
+fn refused(address: SocketAddr, method: &str, path: &str, body: &[u8], status: u16) -> Json {
+    let (got, answer) = http(address, method, path, Some(TOKEN), body);
+    assert_eq!(got, status, "{method} {path}: {answer}");
+    assert!(answer["error"]["name"].is_string(), "{answer}");
+    answer["error"].clone()
+}
+
+fn gateway_call(address: SocketAddr, path: &str, body: &Json) -> Json {
+    let (status, answer) = http(
+        address,
+        "POST",
+        path,
+        Some(TOKEN),
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+fn b64(text: &Json) -> Vec<u8> {
+    URL_SAFE_NO_PAD.decode(text.as_str().unwrap()).unwrap()
+}
+
+fn enc(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A P-256 key made here: its PKCS#8 DER and its verifying key.
+fn p256_key(seed: u8) -> (Vec<u8>, p256::ecdsa::VerifyingKey) {
+    let secret = p256::SecretKey::from_slice(&Sha256::digest([seed, 0x5A])).unwrap();
+    let der = secret.to_pkcs8_der().unwrap().as_bytes().to_vec();
+    let verifying = p256::ecdsa::VerifyingKey::from(secret.public_key());
+    (der, verifying)
+}
+
+/// Checks an AuthenticationResponseJSON's signature with `key`; returns its authData.
+fn verify_assertion(response: &Json, key: &p256::ecdsa::VerifyingKey) -> Vec<u8> {
+    let authenticator_data = b64(&response["response"]["authenticatorData"]);
+    let mut signed = authenticator_data.clone();
+    signed.extend_from_slice(&Sha256::digest(b64(
+        &response["response"]["clientDataJSON"],
+    )));
+    let signature =
+        p256::ecdsa::DerSignature::try_from(b64(&response["response"]["signature"]).as_slice())
+            .unwrap();
+    key.verify(&signed, &signature)
+        .expect("the assertion verifies with the imported key's public half");
+    authenticator_data
+}
+
+fn sign_count(authenticator_data: &[u8]) -> u32 {
+    u32::from_be_bytes(authenticator_data[33..37].try_into().unwrap())
+}
+
+/// A discoverable login over the UDP lane (fidelio-webauthn's client, as python-fido2 would).
+fn login_over_udp(daemon: &Daemon, rp_id: &str) -> Json {
+    let hid = fidelio_client::CtapHidClient::new(
+        fidelio_client::UdpTransport::connect(daemon.udp).unwrap(),
+    );
+    let mut client = fidelio_webauthn::Client::new(
+        hid,
+        <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(3),
+        fidelio_webauthn::ClientConfig::default(),
+    );
+    client
+        .get_blocking(
+            &fidelio_webauthn::Caller::new(&format!("https://{rp_id}")).unwrap(),
+            &json!({"rpId": rp_id, "challenge": enc(b"udp-challenge")}),
+            &mut fidelio_webauthn::Unattended,
+            &fidelio_webauthn::AbortSignal::new(),
+        )
+        .unwrap()
+        .to_json()
+}
+
+fn events_after(address: SocketAddr, after: u64, timeout_ms: u64) -> (Vec<Json>, u64) {
+    let answer = control(
+        address,
+        "GET",
+        &format!("/v1/control/events?after={after}&timeout={timeout_ms}"),
+        &Json::Null,
+    );
+    (
+        answer["events"].as_array().unwrap().clone(),
+        answer["next"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn an_added_credential_signs_over_udp_and_the_gateway_and_exports_byte_identical() {
+    let daemon = start(Config::security_key());
+    let (pkcs8, key) = p256_key(1);
+    let credential_id = b"imported-credential-0001".to_vec();
+    let added = control(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/credential"),
+        &json!({
+            "credentialId": enc(&credential_id),
+            "isResidentCredential": true,
+            "rpId": "example.com",
+            "privateKey": enc(&pkcs8),
+            "userHandle": enc(b"user-42"),
+            "signCount": 10,
+            "userName": "alice@example.com",
+            "userDisplayName": "Alice",
+        }),
+    );
+    assert_eq!(added["credentialId"], enc(&credential_id));
+    assert!(
+        added.get("privateKey").is_none(),
+        "no key in the add answer"
+    );
+
+    // Over UDP: discovered, signed with the imported key, counted from 10.
+    let over_udp = login_over_udp(&daemon, "example.com");
+    assert_eq!(over_udp["id"], enc(&credential_id));
+    assert_eq!(b64(&over_udp["response"]["userHandle"]), b"user-42");
+    assert_eq!(sign_count(&verify_assertion(&over_udp, &key)), 11);
+
+    // Through the gateway, by allowCredentials.
+    let through_gateway = gateway_call(
+        daemon.gateway,
+        "/v1/get",
+        &json!({"origin": "https://example.com", "options": {
+            "rpId": "example.com", "challenge": enc(b"gateway-challenge"),
+            "allowCredentials": [{"type": "public-key", "id": enc(&credential_id)}]}}),
+    );
+    assert_eq!(
+        sign_count(&verify_assertion(&through_gateway["ok"], &key)),
+        12
+    );
+
+    // Exported: the PKCS#8 bytes given, and the rest of the shape.
+    let listed = control(
+        daemon.gateway,
+        "GET",
+        &format!("{DEVICE}/credentials"),
+        &Json::Null,
+    );
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    let exported = &listed[0];
+    assert_eq!(b64(&exported["privateKey"]), pkcs8, "byte-identical key");
+    assert_eq!(exported["isResidentCredential"], true);
+    assert_eq!(exported["rpId"], "example.com");
+    assert_eq!(b64(&exported["userHandle"]), b"user-42");
+    assert_eq!(exported["signCount"], 12);
+    assert_eq!(exported["userName"], "alice@example.com");
+    assert_eq!(exported["userDisplayName"], "Alice");
+    assert_eq!(exported["backupEligibility"], false);
+    assert_eq!(exported["algorithm"], -7);
+    assert_eq!(exported["imported"], true);
+    let one = control(
+        daemon.gateway,
+        "GET",
+        &format!("{DEVICE}/credentials/{}", enc(&credential_id)),
+        &Json::Null,
+    );
+    assert_eq!(&one, exported);
+
+    // Re-imported elsewhere: the export is an import.
+    let other = start(Config::security_key());
+    control(
+        other.gateway,
+        "POST",
+        &format!("{DEVICE}/credential"),
+        exported,
+    );
+    let again = control(
+        other.gateway,
+        "GET",
+        &format!("{DEVICE}/credentials"),
+        &Json::Null,
+    );
+    assert_eq!(&again[0], exported);
+    assert_eq!(
+        sign_count(&verify_assertion(
+            &login_over_udp(&other, "example.com"),
+            &key
+        )),
+        13
+    );
+}
+
+#[test]
+fn credentials_made_by_ceremonies_are_listed_with_their_keys() {
+    let daemon = start(Config::security_key());
+    let create = |resident: &str, user: &[u8]| {
+        gateway_call(
+            daemon.gateway,
+            "/v1/create",
+            &json!({"origin": "https://example.com", "options": {
+                "rp": {"id": "example.com", "name": "Example"},
+                "user": {"id": enc(user), "name": "bob", "displayName": "Bob"},
+                "challenge": enc(b"c"),
+                "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+                "authenticatorSelection": {"residentKey": resident}}}),
+        )["ok"]
+            .clone()
+    };
+    let resident = create("required", b"bob-1");
+    let plain = create("discouraged", b"bob-2");
+    let listed = control(
+        daemon.gateway,
+        "GET",
+        &format!("{DEVICE}/credentials"),
+        &Json::Null,
+    );
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    for (registration, discoverable) in [(&resident, true), (&plain, false)] {
+        let exported = listed
+            .iter()
+            .find(|c| c["credentialId"] == registration["id"])
+            .expect("listed");
+        assert_eq!(exported["isResidentCredential"], discoverable);
+        assert_eq!(exported["imported"], false);
+        // The exported private key's public half is the registered one.
+        let secret = p256::SecretKey::from_pkcs8_der(&b64(&exported["privateKey"])).unwrap();
+        let registered =
+            p256::PublicKey::from_public_key_der(&b64(&registration["response"]["publicKey"]))
+                .unwrap();
+        assert_eq!(secret.public_key(), registered);
+    }
+    // Removing the non-discoverable one ends it: the RP cannot use it any more.
+    control(
+        daemon.gateway,
+        "DELETE",
+        &format!("{DEVICE}/credentials/{}", plain["id"].as_str().unwrap()),
+        &Json::Null,
+    );
+    let gone = gateway_call(
+        daemon.gateway,
+        "/v1/get",
+        &json!({"origin": "https://example.com", "options": {
+            "rpId": "example.com", "challenge": enc(b"x"),
+            "allowCredentials": [{"type": "public-key", "id": plain["id"]}]}}),
+    );
+    assert_eq!(gone["error"]["name"], "NotAllowedError", "{gone}");
+    // Remove all: nothing left.
+    let removed = control(
+        daemon.gateway,
+        "DELETE",
+        &format!("{DEVICE}/credentials"),
+        &Json::Null,
+    );
+    assert_eq!(removed["removed"], 1);
+    assert_eq!(
+        control(
+            daemon.gateway,
+            "GET",
+            &format!("{DEVICE}/credentials"),
+            &Json::Null
+        ),
+        json!([])
+    );
+}
+
+#[test]
+fn events_are_observed_by_long_poll() {
+    let daemon = start(Config::security_key());
+    // Nothing yet: an empty answer after the timeout.
+    let started = Instant::now();
+    let (events, next) = events_after(daemon.gateway, 0, 200);
+    assert!(events.is_empty());
+    assert_eq!(next, 0);
+    assert!(started.elapsed() >= Duration::from_millis(150));
+
+    // A poller waiting when the credential arrives is woken at once.
+    let gateway = daemon.gateway;
+    let poller = std::thread::spawn(move || events_after(gateway, 0, 30_000));
+    std::thread::sleep(Duration::from_millis(100));
+    let (pkcs8, key) = p256_key(2);
+    let credential_id = enc(b"evented");
+    control(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/credential"),
+        &json!({"credentialId": credential_id, "isResidentCredential": true,
+            "rpId": "example.com", "privateKey": enc(&pkcs8), "userHandle": enc(b"u")}),
+    );
+    let (events, next) = poller.join().unwrap();
+    assert_eq!(events[0]["type"], "credentialAdded");
+    assert_eq!(events[0]["source"], "control");
+    assert_eq!(events[0]["credential"]["credentialId"], credential_id);
+    assert!(events[0]["credential"].get("privateKey").is_none());
+
+    // A ceremony over UDP, a registration through the gateway, a removal.
+    verify_assertion(&login_over_udp(&daemon, "example.com"), &key);
+    gateway_call(
+        daemon.gateway,
+        "/v1/create",
+        &json!({"origin": "https://example.com", "options": {
+            "rp": {"id": "example.com", "name": "Example"},
+            "user": {"id": enc(b"v"), "name": "v", "displayName": "V"},
+            "challenge": enc(b"c"),
+            "pubKeyCredParams": [{"type": "public-key", "alg": -7}]}}),
+    );
+    control(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/credentials/{credential_id}/props"),
+        &json!({"backupEligibility": true, "backupState": true}),
+    );
+    control(
+        daemon.gateway,
+        "DELETE",
+        &format!("{DEVICE}/credentials/{credential_id}"),
+        &Json::Null,
+    );
+    let mut seen = Vec::new();
+    let mut after = next;
+    while seen.len() < 4 {
+        let (events, next) = events_after(daemon.gateway, after, 10_000);
+        assert!(!events.is_empty(), "events stopped after {seen:?}");
+        seen.extend(events);
+        after = next;
+    }
+    let kinds: Vec<(&str, &str, Option<&str>)> = seen
+        .iter()
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap(),
+                e["source"].as_str().unwrap(),
+                e["lane"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("credentialAsserted", "ctap", Some("udp")),
+            ("credentialAdded", "ctap", Some("gateway")),
+            ("credentialUpdated", "control", None),
+            ("credentialDeleted", "control", None),
+        ]
+    );
+    assert_eq!(seen[0]["credential"]["credentialId"], credential_id);
+    assert_eq!(seen[0]["credential"]["rpId"], "example.com");
+    assert_eq!(seen[0]["credential"]["signCount"], 1);
+    assert_eq!(seen[1]["credential"]["isResidentCredential"], false);
+    assert_eq!(seen[1]["credential"]["rpId"], "example.com");
+    assert_eq!(seen[2]["credential"]["backupState"], true);
+    // Numbered in order, without gaps.
+    let numbers: Vec<u64> = seen.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [2, 3, 4, 5]);
+}
+
+#[test]
+fn authenticator_options_user_verification_and_presence() {
+    let daemon = start(Config::security_key());
+    let describe = || control(daemon.gateway, "GET", DEVICE, &Json::Null);
+    assert_eq!(describe()["added"], false);
+    assert_eq!(describe()["hasResidentKey"], true);
+    let listed = control(
+        daemon.gateway,
+        "GET",
+        "/v1/control/authenticator",
+        &Json::Null,
+    );
+    assert_eq!(listed[0]["authenticatorId"], "default");
+
+    // A credential before the add: the add wipes it.
+    let (pkcs8, _) = p256_key(3);
+    control(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/credential"),
+        &json!({"credentialId": enc(b"before"), "isResidentCredential": false,
+            "rpId": "example.com", "privateKey": enc(&pkcs8)}),
+    );
+    let added = control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/authenticator",
+        &json!({"protocol": "ctap2_1", "transport": "internal", "hasResidentKey": true,
+            "hasUserVerification": true, "isUserVerified": true,
+            "defaultBackupEligibility": true, "defaultBackupState": true}),
+    );
+    assert_eq!(added["authenticatorId"], "default");
+    assert_eq!(
+        control(
+            daemon.gateway,
+            "GET",
+            &format!("{DEVICE}/credentials"),
+            &Json::Null
+        ),
+        json!([])
+    );
+    let properties = describe();
+    assert_eq!(properties["added"], true);
+    assert_eq!(properties["transport"], "internal");
+    assert_eq!(properties["hasUserVerification"], true);
+    assert_eq!(
+        gateway_call(daemon.gateway, "/v1/isUvpaa", &json!({})),
+        json!({"ok": true})
+    );
+    // A second authenticator: not in this daemon.
+    let second = refused(
+        daemon.gateway,
+        "POST",
+        "/v1/control/authenticator",
+        b"{}",
+        409,
+    );
+    assert_eq!(second["name"], "Unsupported");
+
+    // UV required: the built-in method verifies; the new credential carries BE and BS.
+    let create = |user: &[u8]| {
+        gateway_call(
+            daemon.gateway,
+            "/v1/create",
+            &json!({"origin": "https://example.com", "options": {
+                "rp": {"id": "example.com", "name": "Example"},
+                "user": {"id": enc(user), "name": "x", "displayName": "X"},
+                "challenge": enc(b"c"),
+                "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+                "authenticatorSelection": {"residentKey": "required", "userVerification": "required"},
+                "timeout": 10_000}}),
+        )
+    };
+    let made = create(b"x1");
+    let auth_data = b64(&made["ok"]["response"]["authenticatorData"]);
+    assert_eq!(auth_data[32] & 0x1D, 0x1D, "UP UV BE BS");
+
+    // Set User Verified false: UV fails, the ceremony with it.
+    control(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/uv"),
+        &json!({"isUserVerified": false}),
+    );
+    assert_eq!(create(b"x2")["error"]["name"], "NotAllowedError");
+    control(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/uv"),
+        &json!({"isUserVerified": true}),
+    );
+    // Presence refused: every ceremony is refused.
+    control(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/presence"),
+        &json!({"isUserConsenting": false}),
+    );
+    assert_eq!(describe()["isUserConsenting"], false);
+    assert_eq!(create(b"x3")["error"]["name"], "NotAllowedError");
+    control(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/presence"),
+        &json!({"isUserConsenting": true}),
+    );
+    assert!(create(b"x4")["ok"].is_object());
+
+    // Remove: wiped, the start-up settings back.
+    control(daemon.gateway, "DELETE", DEVICE, &Json::Null);
+    let properties = describe();
+    assert_eq!(properties["added"], false);
+    assert_eq!(properties["transport"], "usb");
+    assert_eq!(properties["hasUserVerification"], false);
+    assert_eq!(
+        control(
+            daemon.gateway,
+            "GET",
+            &format!("{DEVICE}/credentials"),
+            &Json::Null
+        ),
+        json!([])
+    );
+
+    // Without resident keys, a discoverable registration is refused.
+    control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/authenticator",
+        &json!({"protocol": "ctap2", "transport": "usb"}),
+    );
+    assert_eq!(describe()["hasResidentKey"], false);
+    let refused_rk = gateway_call(
+        daemon.gateway,
+        "/v1/create",
+        &json!({"origin": "https://example.com", "options": {
+            "rp": {"id": "example.com", "name": "Example"},
+            "user": {"id": enc(b"y"), "name": "y", "displayName": "Y"},
+            "challenge": enc(b"c"),
+            "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+            "authenticatorSelection": {"residentKey": "required"},
+            "timeout": 10_000}}),
+    );
+    assert!(refused_rk["error"]["name"].is_string(), "{refused_rk}");
+}
+
+#[test]
+fn large_blobs_and_backup_flags() {
+    let daemon = start(Config::security_key());
+    let (pkcs8, key) = p256_key(4);
+    let id = enc(b"with-a-blob");
+    control(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/credential"),
+        &json!({"credentialId": id, "isResidentCredential": true, "rpId": "example.com",
+            "privateKey": enc(&pkcs8), "userHandle": enc(b"blob-user"),
+            "largeBlob": enc(b"a large blob, for the browser to read")}),
+    );
+    let exported = control(
+        daemon.gateway,
+        "GET",
+        &format!("{DEVICE}/credentials/{id}"),
+        &Json::Null,
+    );
+    assert_eq!(
+        b64(&exported["largeBlob"]),
+        b"a large blob, for the browser to read"
+    );
+    // A WebAuthn client reads it with the largeBlob extension.
+    let read = gateway_call(
+        daemon.gateway,
+        "/v1/get",
+        &json!({"origin": "https://example.com", "options": {
+            "rpId": "example.com", "challenge": enc(b"r"),
+            "extensions": {"largeBlob": {"read": true}}}}),
+    );
+    assert_eq!(
+        b64(&read["ok"]["clientExtensionResults"]["largeBlob"]["blob"]),
+        b"a large blob, for the browser to read",
+        "{read}"
+    );
+    verify_assertion(&read["ok"], &key);
+
+    // Backup flags per credential.
+    control(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/credentials/{id}/props"),
+        &json!({"backupEligibility": true, "backupState": false}),
+    );
+    let login = gateway_call(
+        daemon.gateway,
+        "/v1/get",
+        &json!({"origin": "https://example.com", "options": {
+            "rpId": "example.com", "challenge": enc(b"r")}}),
+    );
+    let auth_data = verify_assertion(&login["ok"], &key);
+    assert_eq!(auth_data[32] & 0x18, 0x08, "BE, not BS");
+
+    // Removing it removes its blob from the array too.
+    control(
+        daemon.gateway,
+        "DELETE",
+        &format!("{DEVICE}/credentials/{id}"),
+        &Json::Null,
+    );
+}
+
+#[test]
+fn wrong_or_hostile_requests_are_refused() {
+    let daemon = start(Config::security_key());
+    let path = format!("{DEVICE}/credentials");
+    // No token, a wrong one: 401 before anything else.
+    assert_eq!(http(daemon.gateway, "GET", &path, None, b"").0, 401);
+    assert_eq!(
+        http(
+            daemon.gateway,
+            "GET",
+            &path,
+            Some("control-token-0123456789abcdeX"),
+            b""
+        )
+        .0,
+        401
+    );
+    assert_eq!(
+        http(
+            daemon.gateway,
+            "GET",
+            "/v1/control/events",
+            Some("wrong"),
+            b""
+        )
+        .0,
+        401
+    );
+    let add = format!("{DEVICE}/credential");
+    // Garbage and wrong shapes: 400.
+    for body in [
+        &b"garbage"[..],
+        b"[]",
+        b"{\"credentialId\": 5}",
+        b"{\"credentialId\": \"AQ\", \"isResidentCredential\": true, \"rpId\": \"a\", \"privateKey\": \"!!\"}",
+        b"{\"credentialId\": \"AQ\", \"isResidentCredential\": true, \"rpId\": \"a\", \"privateKey\": \"AAAA\", \"userHandle\": \"dQ\"}",
+        b"{\"credentialId\": \"AQ\", \"isResidentCredential\": \"yes\"}",
+        b"\xff\xfe",
+    ] {
+        refused(daemon.gateway, "POST", &add, body, 400);
+    }
+    let (pkcs8, _) = p256_key(5);
+    let good = json!({"credentialId": enc(b"dup"), "isResidentCredential": true,
+        "rpId": "example.com", "privateKey": enc(&pkcs8), "userHandle": enc(b"u")});
+    // A discoverable credential without a user handle, an ID too long, a negative counter.
+    let mut no_user = good.clone();
+    no_user.as_object_mut().unwrap().remove("userHandle");
+    refused(
+        daemon.gateway,
+        "POST",
+        &add,
+        no_user.to_string().as_bytes(),
+        400,
+    );
+    let mut long_id = good.clone();
+    long_id["credentialId"] = json!(enc(&[7; 1024]));
+    refused(
+        daemon.gateway,
+        "POST",
+        &add,
+        long_id.to_string().as_bytes(),
+        400,
+    );
+    let mut negative = good.clone();
+    negative["signCount"] = json!(-3);
+    refused(
+        daemon.gateway,
+        "POST",
+        &add,
+        negative.to_string().as_bytes(),
+        400,
+    );
+    // A key of another curve (P-384 PKCS#8 prefix), truncated: 400.
+    let mut wrong_key = good.clone();
+    wrong_key["privateKey"] = json!(enc(&pkcs8[..60]));
+    refused(
+        daemon.gateway,
+        "POST",
+        &add,
+        wrong_key.to_string().as_bytes(),
+        400,
+    );
+    // Twice: 409.
+    control(daemon.gateway, "POST", &add, &good);
+    let exists = refused(
+        daemon.gateway,
+        "POST",
+        &add,
+        good.to_string().as_bytes(),
+        409,
+    );
+    assert_eq!(exists["name"], "CredentialExists");
+    // Unknown things: 404; wrong methods: 405.
+    refused(
+        daemon.gateway,
+        "GET",
+        "/v1/control/authenticator/other/credentials",
+        b"",
+        404,
+    );
+    refused(daemon.gateway, "GET", "/v1/control/nothing", b"", 404);
+    refused(daemon.gateway, "GET", "/v1/controlx", b"", 404);
+    refused(
+        daemon.gateway,
+        "GET",
+        &format!("{DEVICE}/credentials/{}", enc(b"absent")),
+        b"",
+        404,
+    );
+    refused(
+        daemon.gateway,
+        "DELETE",
+        &format!("{DEVICE}/credentials/{}", enc(b"absent")),
+        b"",
+        404,
+    );
+    refused(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/credentials/{}/props", enc(b"absent")),
+        b"{}",
+        404,
+    );
+    refused(
+        daemon.gateway,
+        "GET",
+        &format!("{DEVICE}/credentials/!!!"),
+        b"",
+        400,
+    );
+    refused(daemon.gateway, "PUT", &format!("{DEVICE}/uv"), b"{}", 405);
+    refused(daemon.gateway, "POST", &format!("{DEVICE}/uv"), b"{}", 400);
+    refused(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/uv"),
+        b"{\"isUserVerified\": 1}",
+        400,
+    );
+    refused(
+        daemon.gateway,
+        "POST",
+        "/v1/control/authenticator",
+        b"{\"protocol\": \"u2f\"}",
+        409,
+    );
+    refused(
+        daemon.gateway,
+        "GET",
+        "/v1/control/events?after=x",
+        b"",
+        400,
+    );
+    // Still serving, and the credential is intact.
+    let listed = control(daemon.gateway, "GET", &path, &Json::Null);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(b64(&listed[0]["privateKey"]), pkcs8);
+}
