@@ -57,8 +57,10 @@ export function fidelio(args, {timeout = STARTUP_MS} = {}) {
 
 // Starts `fidelio serve --ephemeral --browser 127.0.0.1:0 …` and resolves once the gateway is
 // up (its announcement on stderr), with the URL and token from the token file.
-export async function startDaemon(dir, {pin, profile, gateway = '127.0.0.1:0', extraArgs = []} = {}) {
-  const tokenFile = path.join(dir, 'browser-gateway.json');
+// `stdin: 'pipe'` keeps the daemon's standard input open and silent: with `--presence prompt`
+// every presence question then waits (for lane B's timeout tests).
+export async function startDaemon(dir, {pin, profile, gateway = '127.0.0.1:0', extraArgs = [], stdin = 'ignore', tokenFile: tokenFileName = 'browser-gateway.json'} = {}) {
+  const tokenFile = path.join(dir, tokenFileName);
   const args = [
     'serve', '--ephemeral',
     '--udp', '127.0.0.1:0', '--control', '127.0.0.1:0',
@@ -67,7 +69,7 @@ export async function startDaemon(dir, {pin, profile, gateway = '127.0.0.1:0', e
     ...(profile ? ['--profile', profile] : []),
     ...extraArgs,
   ];
-  const child = spawn(fidelioBinary(), args, {stdio: ['ignore', 'ignore', 'pipe']});
+  const child = spawn(fidelioBinary(), args, {stdio: [stdin, 'ignore', 'pipe']});
   const log = [];
   const lines = createInterface({input: child.stderr});
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({code, signal})));
@@ -183,3 +185,81 @@ export function ceremony(target, method, params = {}) {
     CEREMONY_MS,
     `fidelioRp.${method}`);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Lane B: the injected shim (browser/shim/), in any engine, no extension.
+
+export const shimDirectory = path.join(repo, 'browser/shim');
+
+export function firefoxBinary() {
+  return process.env.FIREFOX_BIN ?? '/usr/bin/firefox-esr';
+}
+
+// Headless Chromium without any extension (lane B needs none).
+export async function launchPlainChromium() {
+  return chromium.launch({
+    executablePath: chromiumBinary(),
+    headless: true,
+    timeout: STARTUP_MS,
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+}
+
+// Headless Debian Firefox ESR driven by puppeteer-core over WebDriver BiDi.
+export async function launchFirefox() {
+  const {default: puppeteer} = await import('puppeteer-core');
+  return puppeteer.launch({
+    browser: 'firefox',
+    executablePath: firefoxBinary(),
+    headless: true,
+    timeout: STARTUP_MS,
+    protocolTimeout: STARTUP_MS,
+  });
+}
+
+// A temporary directory and a list of clean-up steps run in reverse order.
+export async function workspace(prefix) {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  const cleanup = [];
+  return {
+    dir,
+    defer(step) { cleanup.push(step); },
+    async stop() {
+      for (const step of cleanup.reverse()) await step().catch((error) => console.error(error));
+      await rm(dir, {recursive: true, force: true});
+    },
+  };
+}
+
+// Starts a daemon for lane B in `space`: `presence` ('auto', 'deny', 'prompt' — prompt is
+// never answered), `pin`, `profile`. Each gets its own token file.
+let daemonCount = 0;
+export async function startLaneBDaemon(space, {presence, pin, profile} = {}) {
+  daemonCount += 1;
+  const daemon = await startDaemon(space.dir, {
+    pin,
+    profile,
+    extraArgs: presence ? ['--presence', presence] : [],
+    stdin: presence === 'prompt' ? 'pipe' : 'ignore',
+    tokenFile: `gateway-${daemonCount}.json`,
+  });
+  space.defer(() => daemon.stop());
+  return daemon;
+}
+
+// GET /v1/status of a daemon's gateway.
+export async function gatewayStatus(daemon) {
+  const response = await fetch(new URL('/v1/status', daemon.url), {headers: {Authorization: `Bearer ${daemon.token}`}});
+  return (await response.json()).ok;
+}
+
+// Runs `fidelioRp.<method>(params)` in a puppeteer page or frame, with a deadline.
+export function puppeteerCeremony(target, method, params = {}) {
+  return withDeadline(
+    target.evaluate((m, p) => window.fidelioRp[m](p), method, params),
+    CEREMONY_MS,
+    `fidelioRp.${method}`);
+}
+
+export {withDeadline};
