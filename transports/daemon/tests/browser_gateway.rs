@@ -10,6 +10,8 @@
     reason = "test code: a failed expectation should stop the test"
 )]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -55,32 +57,7 @@ fn start(config: Config) -> Daemon {
             pin: None,
         }),
     };
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        let failed = ready_tx.clone();
-        let result = local.block_on(
-            &runtime,
-            fidelio_daemon::serve_until(
-                options,
-                move |address| {
-                    let _ = ready_tx.send(Ok(address));
-                },
-                std::future::pending(),
-            ),
-        );
-        if let Err(error) = result {
-            let _ = failed.send(Err(error.to_string()));
-        }
-    });
-    let udp = ready_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the daemon starts")
-        .expect("the daemon runs");
+    let udp = common::serve_in_background(options);
     // The token file is written before the daemon says it is ready.
     let written = TokenFile::read(&token_file).unwrap();
     assert_eq!(written.token, TOKEN);

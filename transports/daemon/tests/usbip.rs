@@ -10,10 +10,11 @@
     reason = "test code: a failed expectation should stop the test"
 )]
 
+mod common;
+
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use authenticator_core::Config;
@@ -43,33 +44,8 @@ fn start_daemon() -> SocketAddr {
         usbip: Some(usbip),
         browser: None,
     };
-    let (ready_tx, ready_rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        let failed = ready_tx.clone();
-        let result = local.block_on(
-            &runtime,
-            fidelio_daemon::serve_until(
-                options,
-                move |_| {
-                    let _ = ready_tx.send(Ok(()));
-                },
-                std::future::pending(),
-            ),
-        );
-        if let Err(error) = result {
-            let _ = failed.send(Err(error.to_string()));
-        }
-    });
-    match ready_rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(Ok(())) => usbip,
-        Ok(Err(error)) => panic!("the daemon did not start: {error}"),
-        Err(error) => panic!("the daemon did not report ready: {error}"),
-    }
+    common::serve_in_background(options);
+    usbip
 }
 
 fn connect(address: SocketAddr) -> TcpStream {
