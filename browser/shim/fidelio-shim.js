@@ -577,7 +577,10 @@
     return signal;
   }
 
-  function ceremony(kind, optionsJSON, signal) {
+  // A conditional get() (passkey autofill) has no lifetime timer: like a browser's autofill
+  // menu it waits until the user — here the test, through the control API — picks an account,
+  // or the page aborts.
+  function ceremony(kind, optionsJSON, signal, conditional) {
     return new PromiseCtor((resolve, reject) => {
       const id = randomId();
       let settled = false;
@@ -597,11 +600,15 @@
       };
       call(mapSet, pending, id, () => { finish(reject, domError('NotAllowedError', NOT_ALLOWED)); cancel(); });
       if (signal) call(addEventListenerFn, signal, 'abort', onAbort, {once: true});
-      timer = setTimeoutFn(() => {
-        finish(reject, domError('NotAllowedError', NOT_ALLOWED));
-        cancel();
-      }, lifetimeOf(optionsJSON.timeout));
-      then(send({op: kind, id, options: optionsJSON, opaque}), (answer) => {
+      if (!conditional) {
+        timer = setTimeoutFn(() => {
+          finish(reject, domError('NotAllowedError', NOT_ALLOWED));
+          cancel();
+        }, lifetimeOf(optionsJSON.timeout));
+      }
+      const message = {op: kind, id, options: optionsJSON, opaque};
+      if (conditional) message.mediation = 'conditional';
+      then(send(message), (answer) => {
         if (settled) return;
         if (answer.error !== undefined) {
           const name = typeof answer.error.name === 'string' && answer.error.name ? answer.error.name : 'NotAllowedError';
@@ -632,8 +639,9 @@
       }
       const signal = signalOf(options);
       const mediation = options.mediation === undefined ? 'optional' : domString(options.mediation);
-      if (mediation === 'conditional') {
-        // No account chooser here: conditional mediation is not available (and says so).
+      const conditional = mediation === 'conditional';
+      if (conditional && kind === 'create') {
+        // Conditional create (automatic passkey upgrade) is not offered, and says so.
         throw new TypeErrorCtor(`Failed to execute '${kind}' on 'CredentialsContainer': Conditional mediation is not supported for this credential type`);
       }
       const json = kind === 'create' ? creationOptionsJSON(options.publicKey) : requestOptionsJSON(options.publicKey);
@@ -643,7 +651,7 @@
         return PromiseCtor.reject(domError('NotAllowedError',
           `The 'publickey-credentials-${kind}' feature is not enabled in this document. Permissions Policy may be used to delegate Web Authentication capabilities to cross-origin child frames.`));
       }
-      return ceremony(kind, json, signal);
+      return ceremony(kind, json, signal, conditional);
     } catch (error) {
       return PromiseCtor.reject(error);
     }
@@ -665,8 +673,8 @@
     return then(send({op: 'isUvpaa'}), (answer) => answer.ok === true);
   }
 
-  // What this client supports, truthfully: no conditional mediation (no account chooser), no
-  // hybrid, no related origins, the signal methods reach no authenticator; the extensions are
+  // What this client supports, truthfully: conditional get (the test picks the account through
+  // the control API) but not conditional create, no hybrid, no related origins, the signal methods reach no authenticator; the extensions are
   // the ones the gateway's WebAuthn client processes.
   const EXTENSIONS = ['credBlob', 'credProps', 'credentialProtectionPolicy', 'enforceCredentialProtectionPolicy',
     'getCredBlob', 'largeBlob', 'minPinLength', 'prf'];
@@ -675,7 +683,7 @@
     return then(isUvpaa(), (uvpaa) => {
       const out = {
         conditionalCreate: false,
-        conditionalGet: false,
+        conditionalGet: true,
         hybridTransport: false,
         passkeyPlatformAuthenticator: uvpaa,
         relatedOrigins: false,
@@ -690,7 +698,7 @@
   }
 
   hookStatic(PKC, 'isUserVerifyingPlatformAuthenticatorAvailable', () => isUvpaa());
-  hookStatic(PKC, 'isConditionalMediationAvailable', () => PromiseCtor.resolve(false));
+  hookStatic(PKC, 'isConditionalMediationAvailable', () => PromiseCtor.resolve(true));
   hookStatic(PKC, 'getClientCapabilities', () => clientCapabilities());
 
   // parse*OptionsFromJSON, for engines without them.

@@ -2,7 +2,7 @@
 // `fidelio serve --browser` gateway (URL + token, given or from its token file), and turns the
 // shim's messages from a frame into gateway requests with the caller the embedder vouches for.
 //
-// The shim (fidelio-shim.js) sends {op, doc, id, options?, opaque?} as JSON text; the embedder
+// The shim (fidelio-shim.js) sends {op, doc, id, options?, opaque?, mediation?} as JSON text; the embedder
 // calls `host.handle(frameKey, text, caller)` with a key for the calling frame and a function
 // that tells that frame's true origin, top-level origin and whether it is same-origin with all
 // its ancestors. The answer is the gateway's JSON text ({"ok": …} or {"error": {name, message}}),
@@ -27,6 +27,9 @@ const MAX_LIFETIME_MS = 600_000;
 const ANSWER_GRACE_MS = 15_000;
 const SHORT_REQUEST_MS = 30_000;
 const MAX_MESSAGE = 1 << 20;
+// A conditional get() waits for an account to be picked, with no lifetime timer; the longest
+// timer Node keeps (about 24.8 days) stands in for "until the page aborts".
+const CONDITIONAL_WAIT_MS = 2 ** 31 - 1;
 
 /** Where `fidelio serve --browser` writes its URL and token by default. */
 export function defaultTokenFile() {
@@ -244,6 +247,7 @@ export class ShimHost {
     }
     const gatewayId = randomUUID();
     const controller = new AbortController();
+    const conditional = message.op === 'get' && message.mediation === 'conditional';
     const id = message.id ?? gatewayId;
     // Registered before anything is awaited, so a cancel that overtakes the caller look-up
     // (BiDi asks the browser) still finds it.
@@ -260,8 +264,9 @@ export class ShimHost {
         ...(who.topOrigin !== undefined ? {topOrigin: who.topOrigin} : {}),
         sameOriginWithAncestors: who.sameOriginWithAncestors !== false,
         requestId: gatewayId,
+        ...(conditional ? {mediation: 'conditional'} : {}),
         options: message.options,
-      }, {timeoutMs: lifetimeMs(message.options) + ANSWER_GRACE_MS, signal: controller.signal});
+      }, {timeoutMs: conditional ? CONDITIONAL_WAIT_MS : lifetimeMs(message.options) + ANSWER_GRACE_MS, signal: controller.signal});
       return text;
     } catch (error) {
       if (controller.signal.aborted) return answerText('AbortError', 'the ceremony was cancelled');

@@ -144,12 +144,13 @@ window.early = navigator.credentials.create({publicKey: {
     await page.close();
   });
 
-  test('statics: isUvpaa false, no conditional mediation, TypeErrors, abort reasons', async () => {
+  test('statics: isUvpaa false, conditional get only, TypeErrors, abort reasons', async () => {
     const page = await open('auto', rp.url('statics.localhost'));
     const out = await withDeadline(page.evaluate(inspectStatics), CEREMONY_MS, 'inspectStatics');
     assert.equal(out.isUvpaa, false);
-    assert.equal(out.isConditionalMediationAvailable, false);
-    assert.equal(out.capabilities?.conditionalGet, false);
+    assert.equal(out.isConditionalMediationAvailable, true);
+    assert.equal(out.capabilities?.conditionalGet, true);
+    assert.equal(out.capabilities?.conditionalCreate, false);
     assert.equal(out.capabilities?.['extension:prf'], true);
     assert.equal(out.missingMembers.name, 'TypeError');
     assert.equal(out.challengeNotABuffer.name, 'TypeError');

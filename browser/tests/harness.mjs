@@ -254,6 +254,19 @@ export async function gatewayStatus(daemon) {
   return (await response.json()).ok;
 }
 
+// A control-API call (`/v1/control/…`) on a daemon's gateway; resolves with its `ok` value and
+// throws with the error otherwise.
+export async function control(daemon, method, route, body) {
+  const response = await fetch(new URL(route, daemon.url), {
+    method,
+    headers: {Authorization: `Bearer ${daemon.token}`, 'Content-Type': 'application/json'},
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const answer = await response.json();
+  if (response.status !== 200 || answer.error) throw new Error(`${method} ${route}: ${response.status} ${JSON.stringify(answer)}`);
+  return answer.ok;
+}
+
 // Runs `fidelioRp.<method>(params)` in a puppeteer page or frame, with a deadline.
 export function puppeteerCeremony(target, method, params = {}) {
   return withDeadline(

@@ -11,7 +11,7 @@ import {verifyAuthenticationResponse} from '@simplewebauthn/server';
 
 import {installFidelio} from '../shim/playwright.mjs';
 import {
-  CEREMONY_MS, ceremony, gatewayStatus, launchPlainChromium, open, startDaemon, startLaneBDaemon, withDeadline, workspace,
+  CEREMONY_MS, ceremony, control, gatewayStatus, launchPlainChromium, open, startDaemon, startLaneBDaemon, withDeadline, workspace,
 } from './harness.mjs';
 import {inspectCredentials, inspectStatics} from './lane-b-checks.mjs';
 import {startRp} from './rp-server.mjs';
@@ -161,14 +161,56 @@ describe('lane B in Chromium (Playwright shim → fidelio gateway)', () => {
     await page.close();
   });
 
+  test('conditional mediation: get() stays pending until the test picks an account through the control API', async () => {
+    const {daemon, context} = lanes.auto;
+    const page = await open(context, rp.url('autofill.localhost'));
+    for (const username of ['carol', 'dave']) {
+      const made = await ceremony(page, 'register', {username, residentKey: 'required'});
+      assert.equal(made.verified, true, JSON.stringify(made));
+    }
+    assert.equal(await page.evaluate(() => PublicKeyCredential.isConditionalMediationAvailable()), true);
+    // What an autofill page does on load: a conditional get() left pending.
+    await page.evaluate(() => { window.autofill = window.fidelioRp.login({mediation: 'conditional'}); });
+    const waiting = await control(daemon, 'GET', '/v1/control/conditional?wait=20000');
+    const request = waiting.find((r) => r.rpId === 'autofill.localhost');
+    assert.ok(request, JSON.stringify(waiting));
+    assert.equal(request.origin, originOf(rp.url('autofill.localhost')));
+    const names = request.accounts.map((a) => a.userName).sort();
+    assert.deepEqual(names, ['carol', 'dave']);
+    // Nothing happens until an account is picked (no lifetime timer for conditional requests).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(await page.evaluate(() => Promise.race([window.autofill.then(() => 'settled'), new Promise((r) => setTimeout(() => r('pending'), 50))])), 'pending');
+    const dave = request.accounts.find((a) => a.userName === 'dave');
+    assert.equal(await control(daemon, 'POST', `/v1/control/conditional/${request.id}/select`, {credentialId: dave.credentialId}), true);
+    const login = await withDeadline(page.evaluate(() => window.autofill), CEREMONY_MS, 'conditional login');
+    assert.equal(login.error, undefined, JSON.stringify(login.error));
+    assert.equal(login.verified, true);
+    assert.equal(login.username, 'dave');
+    assert.equal(login.credentialId, dave.credentialId);
+
+    // The page aborts a pending conditional request (as it does before a modal get()).
+    await page.evaluate(() => { window.autofill = window.fidelioRp.login({mediation: 'conditional'}); });
+    const again = await control(daemon, 'GET', '/v1/control/conditional?wait=20000');
+    assert.equal(again.filter((r) => r.rpId === 'autofill.localhost').length, 1, JSON.stringify(again));
+    await page.evaluate(() => window.fidelioRpAbort());
+    const aborted = await withDeadline(page.evaluate(() => window.autofill), CEREMONY_MS, 'aborted conditional login');
+    assert.equal(aborted.error?.name, 'AbortError', JSON.stringify(aborted));
+    for (const started = Date.now(); ; await new Promise((resolve) => setTimeout(resolve, 20))) {
+      const left = await control(daemon, 'GET', '/v1/control/conditional');
+      if (left.length === 0) break;
+      assert.ok(Date.now() - started < 10_000, `the aborted request left the list: ${JSON.stringify(left)}`);
+    }
+    await page.close();
+  });
+
   test('statics and argument handling: isUvpaa, conditional mediation, capabilities, TypeErrors, abort reasons', async () => {
     const page = await open(lanes.auto.context, rp.url('statics.localhost'));
     const out = await withDeadline(page.evaluate(inspectStatics), CEREMONY_MS, 'inspectStatics');
     assert.equal(out.isUvpaa, false);
-    assert.equal(out.isConditionalMediationAvailable, false);
+    assert.equal(out.isConditionalMediationAvailable, true);
     assert.deepEqual(out.capabilities, {
       conditionalCreate: false,
-      conditionalGet: false,
+      conditionalGet: true,
       hybridTransport: false,
       passkeyPlatformAuthenticator: false,
       relatedOrigins: false,

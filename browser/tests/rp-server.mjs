@@ -50,7 +50,10 @@ window.fidelioRp = {
       if (params.rpId !== undefined) options.rpId = params.rpId;
       const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON(options);
       const controller = new AbortController();
-      const pending = navigator.credentials.get({publicKey, signal: controller.signal});
+      const request = {publicKey, signal: controller.signal};
+      if (params.mediation !== undefined) request.mediation = params.mediation;
+      window.fidelioRpAbort = () => controller.abort();
+      const pending = navigator.credentials.get(request);
       if (params.abort) controller.abort();
       const credential = await pending;
       return await api('/api/login/verify', {ceremonyId, response: credential.toJSON()});

@@ -82,3 +82,21 @@ test('backup flags set on a credential reach the relying party', async ({ page, 
   const asserted = await fidelio.waitForEvent('credentialAsserted');
   expect(asserted.credential.flags?.bs).toBe(true);
 });
+
+test('passkey autofill: a conditional get() signs in with the account the test picks', async ({ page, fidelio }) => {
+  // Chromium's proxy API never forwards conditional requests: lane B only.
+  test.skip(fidelio.lane === 'A', 'conditional mediation needs lane B (Chromium does not proxy it)');
+  const alice = createCredential({ rpId: 'autofill.localhost', userName: 'alice' });
+  const bob = createCredential({ rpId: 'autofill.localhost', userName: 'bob' });
+  await fidelio.addCredential(alice.input);
+  await fidelio.addCredential(bob.input);
+  await page.goto(site.url('autofill.localhost'));
+  expect(await page.evaluate(() => PublicKeyCredential.isConditionalMediationAvailable())).toBe(true);
+  const pending = page.evaluate(login, { rpId: 'autofill.localhost', mediation: 'conditional' });
+  const picked = await fidelio.selectAccount({ userName: 'bob' });
+  expect(picked.credentialId).toBe(bob.input.credentialId);
+  const signedIn = await pending;
+  expect(signedIn.error).toBeUndefined();
+  expect(signedIn.id).toBe(bob.input.credentialId);
+  verifyAssertion(signedIn, bob.publicKey);
+});

@@ -39,7 +39,11 @@ export async function register(params: {
 }
 
 /** Runs in the page: a sign-in, answered as AuthenticationResponseJSON or `{error}`. */
-export async function login(params: { rpId: string; allow?: string[] }): Promise<CeremonyResult> {
+export async function login(params: {
+  rpId: string;
+  allow?: string[];
+  mediation?: CredentialMediationRequirement;
+}): Promise<CeremonyResult> {
   try {
     const publicKey = PublicKeyCredential.parseRequestOptionsFromJSON({
       rpId: params.rpId,
@@ -48,7 +52,9 @@ export async function login(params: { rpId: string; allow?: string[] }): Promise
       userVerification: 'discouraged',
       timeout: 30_000,
     });
-    const credential = (await navigator.credentials.get({ publicKey })) as PublicKeyCredential;
+    const request: CredentialRequestOptions = { publicKey };
+    if (params.mediation !== undefined) request.mediation = params.mediation;
+    const credential = (await navigator.credentials.get(request)) as PublicKeyCredential;
     return credential.toJSON() as CeremonyResult;
   } catch (error) {
     const e = error as Error;

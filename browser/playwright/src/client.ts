@@ -6,6 +6,8 @@ import { Buffer } from 'node:buffer';
 import {
   type AuthenticatorProperties,
   type BinaryInput,
+  type ConditionalAccount,
+  type ConditionalRequest,
   type Credential,
   type CredentialInfo,
   type CredentialInput,
@@ -177,6 +179,50 @@ export class FidelioClient {
   /** Whether presence tests succeed at once (true) or are refused (false). */
   async setUserConsenting(isUserConsenting: boolean): Promise<void> {
     await this.request('POST', this.#device('/presence'), { isUserConsenting });
+  }
+
+  /**
+   * The conditional-mediation `get()`s (passkey autofill) waiting for the user, each with the
+   * accounts a browser would offer; waits up to `waitMs` (at most 60 000) for one to appear.
+   * Lane B only: Chromium's proxy API (lane A) never forwards conditional requests.
+   */
+  conditionalRequests(waitMs = 0): Promise<ConditionalRequest[]> {
+    const wait = Math.max(0, Math.min(60_000, Math.floor(waitMs)));
+    return this.request('GET', `/v1/control/conditional?wait=${wait}`);
+  }
+
+  /**
+   * Plays the user picking an account in the autofill menu: waits for a conditional request
+   * (of `rpId`, if given) offering an account that matches `account` (a user name or a
+   * credential ID), picks it, and resolves with that account. The page's `get()` then
+   * completes with it.
+   */
+  async selectAccount(
+    account: { userName?: string; credentialId?: BinaryInput; rpId?: string },
+    options: WaitForEventOptions = {},
+  ): Promise<ConditionalAccount> {
+    const timeout = options.timeout ?? 30_000;
+    const deadline = Date.now() + timeout;
+    const wanted = account.credentialId === undefined ? undefined : toBase64Url(account.credentialId);
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no conditional request offered that account within ${timeout} ms`);
+      for (const request of await this.conditionalRequests(Math.min(left, 1_000))) {
+        if (account.rpId !== undefined && request.rpId !== account.rpId) continue;
+        const match = request.accounts.find(
+          (offered) =>
+            (wanted === undefined || offered.credentialId === wanted) &&
+            (account.userName === undefined || offered.userName === account.userName),
+        );
+        if (match) {
+          await this.request('POST', `/v1/control/conditional/${encodeURIComponent(request.id)}/select`, {
+            credentialId: match.credentialId,
+          });
+          return match;
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
   }
 
   /** Events numbered above `after`, waiting up to `timeoutMs` (at most 60 000) for the first. */

@@ -26,6 +26,8 @@ export type {
   AuthenticatorProperties,
   Base64Url,
   BinaryInput,
+  ConditionalAccount,
+  ConditionalRequest,
   Credential,
   CredentialInfo,
   CredentialInput,

@@ -110,6 +110,26 @@ export interface Credential extends CredentialInfo {
   largeBlob?: Base64Url;
 }
 
+/** An account a conditional request offers (what a browser's autofill menu lists). */
+export interface ConditionalAccount {
+  authenticatorId: string;
+  credentialId: Base64Url;
+  userHandle?: Base64Url;
+  userName?: string;
+  userDisplayName?: string;
+}
+
+/** A conditional-mediation `get()` (passkey autofill) waiting for an account to be picked. */
+export interface ConditionalRequest {
+  /** What {@link FidelioClient.selectAccount} takes. */
+  id: string;
+  origin: string;
+  topOrigin?: string;
+  rpId: string;
+  sinceMs: number;
+  accounts: ConditionalAccount[];
+}
+
 export type FidelioEventType =
   | 'credentialAdded'
   | 'credentialAsserted'

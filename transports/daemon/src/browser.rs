@@ -41,6 +41,8 @@
 //! | `POST /v1/isUvpaa` | `{ok: bool}`: the device has built-in user verification |
 //! | `POST /v1/cancel` `{requestId}` | `{ok: bool}`: whether a ceremony was aborted |
 //! | `GET /v1/status` | `{ok: {service, version, ceremonies, pending, pin}}` |
+//! | `POST /v1/get` with `mediation: "conditional"` | waits, with no timer, until an account is picked through `/v1/control/conditional` (below), then the get runs for it |
+//! | `GET /v1/control/conditional`, `POST /v1/control/conditional/{id}/select` | the waiting conditional requests and the accounts each offers; picking one |
 //! | `/v1/control/…` | the control API ([`crate::virtual_auth`], `docs/control-api.md`), when started with one |
 //!
 //! A WebAuthn failure is `200 {error}` with the `DOMException` name a browser would raise; a
@@ -48,7 +50,7 @@
 //! `401`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,10 +69,10 @@ use rand_core::SeedableRng;
 use serde_json::{Value as Json, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::device::{Inbound, Outbound, Peer};
-use crate::virtual_auth::ControlApi;
+use crate::virtual_auth::{ControlApi, decode_b64, encode_b64};
 
 /// The gateway's address when `--browser` is given without one.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8113";
@@ -330,6 +332,8 @@ impl Gateway {
             connections: Semaphore::new(MAX_CONNECTIONS),
             settle_grace: SETTLE_GRACE,
             control,
+            conditional: RefCell::new(BTreeMap::new()),
+            conditional_changed: Notify::new(),
         });
         let (stop, stopped) = oneshot::channel();
         tokio::task::spawn_local(accept(listener, shared, stopped));
@@ -649,6 +653,10 @@ struct Shared {
     settle_grace: Duration,
     /// The control API, if served here.
     control: Option<Rc<ControlApi>>,
+    /// Conditional get()s waiting for an account, by ceremony serial.
+    conditional: RefCell<BTreeMap<u64, Conditional>>,
+    /// Woken when a conditional request comes or goes.
+    conditional_changed: Notify,
 }
 
 async fn accept(listener: TcpListener, shared: Rc<Shared>, mut stop: oneshot::Receiver<()>) {
@@ -800,6 +808,13 @@ async fn connection(stream: &mut TcpStream, shared: &Shared) -> Option<Response>
             "missing or wrong token (send Authorization: Bearer <token>; fidelio serve prints \
              it and writes it to its token file)",
         ));
+    }
+    if let Some(rest) = request.path.strip_prefix("/v1/control/conditional")
+        && (rest.is_empty() || rest.starts_with('/'))
+    {
+        return Some(
+            conditional_control(shared, &request.method, rest, &request.query, &request.body).await,
+        );
     }
     if let Some(rest) = request.path.strip_prefix("/v1/control") {
         let Some(control) = &shared.control else {
@@ -1002,6 +1017,8 @@ struct CeremonyRequest {
     caller: Caller,
     options: Json,
     request_id: Option<String>,
+    /// `mediation: "conditional"`: wait for the test to pick an account.
+    conditional: bool,
 }
 
 /// Reads a ceremony body. Shape errors are `TypeError`; a bad origin is `SecurityError`.
@@ -1051,6 +1068,19 @@ fn ceremony_request(body: &[u8]) -> Result<CeremonyRequest, WebAuthnError> {
             ));
         }
     };
+    let conditional = match object.get("mediation") {
+        None | Some(Json::Null) => false,
+        Some(Json::String(mediation)) => match mediation.as_str() {
+            "conditional" => true,
+            "optional" | "required" | "silent" => false,
+            other => {
+                return Err(WebAuthnError::type_error(format!(
+                    "\"mediation\" {other:?} is not a CredentialMediationRequirement"
+                )));
+            }
+        },
+        Some(_) => return Err(WebAuthnError::type_error("\"mediation\" must be a string")),
+    };
     let caller = Caller::new(origin)?;
     let caller = match (same_origin, top_origin) {
         (true, _) => caller,
@@ -1061,6 +1091,7 @@ fn ceremony_request(body: &[u8]) -> Result<CeremonyRequest, WebAuthnError> {
         caller,
         options,
         request_id,
+        conditional,
     })
 }
 
@@ -1118,6 +1149,29 @@ async fn ceremony(shared: &Shared, kind: Kind, body: &[u8], stream: &mut TcpStre
         shared,
         id: request.request_id.clone().map(|id| (id, serial)),
     };
+    let mut request = request;
+    if request.conditional {
+        if kind == Kind::Create {
+            let error =
+                WebAuthnError::type_error("conditional mediation is not supported for create()");
+            return Response {
+                status: 400,
+                body: json!({ "error": error.to_json() }),
+            };
+        }
+        match conditional_pick(shared, serial, &request, &signal, stream).await {
+            Ok(credential_id) => {
+                // The user picked this account: the ceremony runs for it alone.
+                if let Some(options) = request.options.as_object_mut() {
+                    options.insert(
+                        "allowCredentials".into(),
+                        json!([{"type": "public-key", "id": encode_b64(&credential_id)}]),
+                    );
+                }
+            }
+            Err(error) => return Response::webauthn_error(&error),
+        }
+    }
     let work = match kind {
         Kind::Create => Work::Create {
             caller: request.caller,
@@ -1131,6 +1185,262 @@ async fn ceremony(shared: &Shared, kind: Kind, body: &[u8], stream: &mut TcpStre
     match run(shared, work, &signal, lifetime, Some(stream)).await {
         Ok(value) => Response::ok(value),
         Err(error) => Response::webauthn_error(&error),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conditional mediation: a get() with `mediation: "conditional"` is what a page starts for
+// passkey autofill. A browser offers the matching accounts in the field's autofill menu and the
+// promise stays pending — no timeout — until the user picks one (or the page aborts). Here the
+// test is the user: `GET /v1/control/conditional` lists the waiting requests with the accounts
+// a browser would offer, `POST /v1/control/conditional/{id}/select {credentialId}` picks one,
+// and the ceremony then runs for that credential alone.
+
+/// A conditional get() waiting for an account to be picked.
+struct Conditional {
+    request_id: Option<String>,
+    origin: String,
+    top_origin: Option<String>,
+    rp_id: String,
+    /// The request's allowCredentials (empty: discoverable credentials are offered).
+    allow: Vec<Vec<u8>>,
+    since_ms: u64,
+    pick: Option<oneshot::Sender<Vec<u8>>>,
+}
+
+/// Removes a conditional request from the list when its handler ends, however it ends.
+struct ConditionalGuard<'a> {
+    shared: &'a Shared,
+    serial: u64,
+}
+
+impl Drop for ConditionalGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.conditional.borrow_mut().remove(&self.serial);
+        self.shared.conditional_changed.notify_waiters();
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The credential IDs of `allowCredentials`; a malformed list is a `TypeError`, as the
+/// browser's conversion of the options would raise.
+fn allowed_ids(options: &Json) -> Result<Vec<Vec<u8>>, WebAuthnError> {
+    let Some(list) = options.get("allowCredentials") else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_array()
+        .ok_or_else(|| WebAuthnError::type_error("\"allowCredentials\" must be a list"))?;
+    list.iter()
+        .map(|descriptor| {
+            descriptor
+                .get("id")
+                .and_then(Json::as_str)
+                .and_then(decode_b64)
+                .ok_or_else(|| {
+                    WebAuthnError::type_error("an allowCredentials entry has no base64url \"id\"")
+                })
+        })
+        .collect()
+}
+
+/// Registers a conditional request and waits until an account is picked (its credential ID),
+/// the page aborts, or the caller hangs up.
+async fn conditional_pick(
+    shared: &Shared,
+    serial: u64,
+    request: &CeremonyRequest,
+    signal: &AbortSignal,
+    stream: &mut TcpStream,
+) -> Result<Vec<u8>, WebAuthnError> {
+    // What the browser checks before it offers anything: the caller may use this RP ID.
+    let domain = fidelio_webauthn::origin::effective_domain(request.caller.origin())?;
+    let requested = request.options.get("rpId").and_then(Json::as_str);
+    let rp_id = fidelio_webauthn::origin::relying_party_id(requested, &domain)?;
+    let allow = allowed_ids(&request.options)?;
+    let Some(control) = &shared.control else {
+        return Err(WebAuthnError::not_allowed(
+            "conditional mediation needs the control API to pick an account",
+        ));
+    };
+    let (pick, picked) = oneshot::channel();
+    let origin = request.caller.origin().serialize();
+    let entry = Conditional {
+        request_id: request.request_id.clone(),
+        origin: origin.clone(),
+        top_origin: request.caller.top_origin().map(|top| top.serialize()),
+        rp_id: rp_id.clone(),
+        allow,
+        since_ms: now_ms(),
+        pick: Some(pick),
+    };
+    shared.conditional.borrow_mut().insert(serial, entry);
+    let _guard = ConditionalGuard { shared, serial };
+    shared.conditional_changed.notify_waiters();
+    let mut fields = serde_json::Map::new();
+    fields.insert("conditionalId".into(), json!(serial.to_string()));
+    fields.insert("rpId".into(), json!(rp_id));
+    fields.insert("origin".into(), json!(origin));
+    control.events().push("conditionalRequested", "", fields);
+    tokio::select! {
+        outcome = signal.race(picked) => match outcome {
+            Ok(Ok(credential_id)) => Ok(credential_id),
+            Ok(Err(_)) => Err(WebAuthnError::not_allowed("the conditional request was dropped")),
+            Err(error) => Err(error),
+        },
+        () = hung_up(Some(stream)) => {
+            signal.cancel();
+            Err(WebAuthnError::not_allowed("the caller hung up"))
+        }
+    }
+}
+
+/// The accounts a browser would offer `entry`: the RP's discoverable credentials, or those in
+/// its allowCredentials.
+fn offered(entry: &Conditional, accounts: &[(String, Json)]) -> Vec<Json> {
+    accounts
+        .iter()
+        .filter(|(_, credential)| {
+            credential.get("rpId").and_then(Json::as_str) == Some(entry.rp_id.as_str())
+        })
+        .filter(|(_, credential)| {
+            if entry.allow.is_empty() {
+                return credential.get("isResidentCredential") == Some(&Json::Bool(true));
+            }
+            credential
+                .get("credentialId")
+                .and_then(Json::as_str)
+                .and_then(decode_b64)
+                .is_some_and(|id| entry.allow.contains(&id))
+        })
+        .map(|(device, credential)| {
+            let mut account = serde_json::Map::new();
+            account.insert("authenticatorId".into(), json!(device));
+            for field in ["credentialId", "userHandle", "userName", "userDisplayName"] {
+                if let Some(value) = credential.get(field) {
+                    account.insert(field.into(), value.clone());
+                }
+            }
+            Json::Object(account)
+        })
+        .collect()
+}
+
+/// How long `GET /v1/control/conditional?wait=MS` may wait for a request to appear.
+const CONDITIONAL_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// `/v1/control/conditional…` (`rest` is what follows it).
+async fn conditional_control(
+    shared: &Shared,
+    method: &str,
+    rest: &str,
+    query: &str,
+    body: &[u8],
+) -> Response {
+    let Some(control) = &shared.control else {
+        return Response::error(404, "NotFoundError", "no control API here");
+    };
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    match (method, segments.as_slice()) {
+        ("GET", []) => {
+            let wait = query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("wait="))
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map_or(Duration::ZERO, Duration::from_millis)
+                .min(CONDITIONAL_WAIT_MAX);
+            let deadline = tokio::time::Instant::now() + wait;
+            loop {
+                let changed = shared.conditional_changed.notified();
+                if !shared.conditional.borrow().is_empty() {
+                    break;
+                }
+                tokio::select! {
+                    () = changed => {}
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+            let accounts = match control.accounts().await {
+                Ok(accounts) => accounts,
+                Err((status, body)) => return Response { status, body },
+            };
+            let listed: Vec<Json> = shared
+                .conditional
+                .borrow()
+                .iter()
+                .map(|(serial, entry)| {
+                    let mut item = serde_json::Map::new();
+                    item.insert("id".into(), json!(serial.to_string()));
+                    item.insert("origin".into(), json!(entry.origin));
+                    if let Some(top) = &entry.top_origin {
+                        item.insert("topOrigin".into(), json!(top));
+                    }
+                    item.insert("rpId".into(), json!(entry.rp_id));
+                    item.insert("sinceMs".into(), json!(entry.since_ms));
+                    if let Some(id) = &entry.request_id {
+                        item.insert("requestId".into(), json!(id));
+                    }
+                    item.insert("accounts".into(), Json::Array(offered(entry, &accounts)));
+                    Json::Object(item)
+                })
+                .collect();
+            Response::ok(Json::Array(listed))
+        }
+        ("POST", [id, "select"]) => {
+            let credential_id = serde_json::from_slice::<Json>(body)
+                .ok()
+                .and_then(|value| {
+                    value
+                        .get("credentialId")
+                        .and_then(Json::as_str)
+                        .and_then(decode_b64)
+                })
+                .filter(|id| !id.is_empty());
+            let Some(credential_id) = credential_id else {
+                return Response::error(
+                    400,
+                    "InvalidArgument",
+                    "the body is {\"credentialId\": <base64url>}",
+                );
+            };
+            let accounts = match control.accounts().await {
+                Ok(accounts) => accounts,
+                Err((status, body)) => return Response { status, body },
+            };
+            let serial = id.parse::<u64>().ok();
+            let mut waiting = shared.conditional.borrow_mut();
+            let Some(entry) = serial.and_then(|serial| waiting.get_mut(&serial)) else {
+                return Response::error(404, "NotFound", format!("no conditional request {id:?}"));
+            };
+            let wanted = encode_b64(&credential_id);
+            let is_offered = offered(entry, &accounts).iter().any(|account| {
+                account.get("credentialId").and_then(Json::as_str) == Some(wanted.as_str())
+            });
+            if !is_offered {
+                return Response::error(
+                    404,
+                    "NotFound",
+                    "that credential is not among the accounts this request offers",
+                );
+            }
+            let sent = entry
+                .pick
+                .take()
+                .is_some_and(|pick| pick.send(credential_id).is_ok());
+            if sent {
+                Response::ok(Json::Bool(true))
+            } else {
+                Response::error(409, "AlreadySelected", "an account was already picked")
+            }
+        }
+        (_, [] | [_, "select"]) => Response::error(405, "MethodNotAllowed", "method not allowed"),
+        _ => Response::error(404, "NotFound", "no such control endpoint"),
     }
 }
 
@@ -1332,6 +1642,8 @@ mod tests {
             connections: Semaphore::new(1),
             settle_grace: Duration::from_millis(50),
             control: None,
+            conditional: RefCell::new(BTreeMap::new()),
+            conditional_changed: Notify::new(),
         }
     }
 

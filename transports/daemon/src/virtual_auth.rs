@@ -1245,6 +1245,32 @@ impl ControlApi {
         self.devices.push((id.to_owned(), control));
     }
 
+    /// The event log the API reads (the browser gateway adds its own events to it).
+    pub fn events(&self) -> &Rc<EventLog> {
+        &self.events
+    }
+
+    /// Every credential of every device, as `(authenticator ID, credential)` with no private
+    /// key or large blob: what an account chooser may show.
+    pub async fn accounts(&self) -> Result<Vec<(String, Json)>, (u16, Json)> {
+        let mut accounts = Vec::new();
+        for (id, device) in &self.devices {
+            let (status, body) = self.call(device, VirtualCommand::GetCredentials).await;
+            if status != 200 {
+                return Err((status, body));
+            }
+            let listed = body.get("ok").and_then(Json::as_array).cloned();
+            for mut credential in listed.unwrap_or_default() {
+                if let Some(object) = credential.as_object_mut() {
+                    object.remove("privateKey");
+                    object.remove("largeBlob");
+                }
+                accounts.push((id.clone(), credential));
+            }
+        }
+        Ok(accounts)
+    }
+
     async fn call(
         &self,
         device: &mpsc::Sender<ControlRequest>,

@@ -836,3 +836,194 @@ fn wrong_or_hostile_requests_are_refused() {
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(b64(&listed[0]["privateKey"]), pkcs8);
 }
+
+/// Adds a P-256 credential made from `seed`; returns its verifying key.
+fn add_p256(
+    daemon: &Daemon,
+    seed: u8,
+    id: &[u8],
+    rp_id: &str,
+    resident: bool,
+) -> p256::ecdsa::VerifyingKey {
+    let (pkcs8, key) = p256_key(seed);
+    control(
+        daemon.gateway,
+        "POST",
+        &format!("{DEVICE}/credential"),
+        &json!({
+            "credentialId": enc(id), "isResidentCredential": resident, "rpId": rp_id,
+            "privateKey": enc(&pkcs8), "userHandle": enc(&[seed]), "signCount": 0,
+            "userName": format!("user{seed}@{rp_id}"),
+        }),
+    );
+    key
+}
+
+/// The waiting conditional requests, after waiting up to `wait_ms` for one to appear.
+fn conditional_requests(daemon: &Daemon, wait_ms: u64) -> Vec<Json> {
+    control(
+        daemon.gateway,
+        "GET",
+        &format!("/v1/control/conditional?wait={wait_ms}"),
+        &Json::Null,
+    )
+    .as_array()
+    .unwrap()
+    .clone()
+}
+
+#[test]
+fn conditional_get_waits_until_the_test_picks_an_account() {
+    let daemon = start(Config::security_key());
+    let _alice = add_p256(&daemon, 1, b"cred-alice", "example.com", true);
+    let bob = add_p256(&daemon, 2, b"cred-bob", "example.com", true);
+    add_p256(&daemon, 3, b"cred-hidden", "example.com", false);
+    add_p256(&daemon, 4, b"cred-other-rp", "other.example", true);
+    let (_, before) = events_after(daemon.gateway, 0, 0);
+    assert!(conditional_requests(&daemon, 0).is_empty());
+
+    // The page's conditional get(): pending, with no timeout of its own, until a pick.
+    let address = daemon.gateway;
+    let page = std::thread::spawn(move || {
+        gateway_call(
+            address,
+            "/v1/get",
+            &json!({"origin": "https://login.example.com", "mediation": "conditional",
+                "requestId": "autofill-1",
+                "options": {"rpId": "example.com", "challenge": enc(b"conditional"), "timeout": 1}}),
+        )
+    });
+    let waiting = conditional_requests(&daemon, 10_000);
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    let request = &waiting[0];
+    assert_eq!(request["rpId"], "example.com");
+    assert_eq!(request["origin"], "https://login.example.com");
+    assert_eq!(request["requestId"], "autofill-1");
+    let mut offered: Vec<String> = request["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|account| {
+            assert_eq!(account["authenticatorId"], "default");
+            assert!(account.get("privateKey").is_none(), "{account}");
+            account["userName"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    offered.sort();
+    // Discoverable credentials of this RP only: not the non-discoverable one, not other.example.
+    assert_eq!(offered, ["user1@example.com", "user2@example.com"]);
+    let (events, _) = events_after(daemon.gateway, before, 0);
+    assert!(
+        events
+            .iter()
+            .any(|event| event["type"] == "conditionalRequested"
+                && event["conditionalId"] == request["id"]),
+        "{events:?}"
+    );
+
+    // Still pending well after its `timeout` (conditional requests ignore it).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!page.is_finished());
+    let select = format!(
+        "/v1/control/conditional/{}/select",
+        request["id"].as_str().unwrap()
+    );
+    let body = |id: &[u8]| json!({ "credentialId": enc(id) }).to_string();
+    refused(
+        address,
+        "POST",
+        &select,
+        body(b"cred-hidden").as_bytes(),
+        404,
+    );
+    refused(
+        address,
+        "POST",
+        &select,
+        body(b"cred-other-rp").as_bytes(),
+        404,
+    );
+    refused(
+        address,
+        "POST",
+        "/v1/control/conditional/999/select",
+        body(b"cred-bob").as_bytes(),
+        404,
+    );
+    refused(address, "POST", &select, b"{}", 400);
+    assert_eq!(
+        control(
+            address,
+            "POST",
+            &select,
+            &json!({"credentialId": enc(b"cred-bob")})
+        ),
+        true
+    );
+
+    let answer = page.join().unwrap();
+    let response = &answer["ok"];
+    assert_eq!(response["id"], enc(b"cred-bob"), "{answer}");
+    assert_eq!(b64(&response["response"]["userHandle"]), [2]);
+    verify_assertion(response, &bob);
+    assert!(conditional_requests(&daemon, 0).is_empty());
+}
+
+#[test]
+fn conditional_get_settles_on_abort_and_refuses_what_a_browser_refuses() {
+    let daemon = start(Config::security_key());
+    let address = daemon.gateway;
+    let page = std::thread::spawn(move || {
+        gateway_call(
+            address,
+            "/v1/get",
+            &json!({"origin": "https://example.com", "mediation": "conditional",
+                "requestId": "autofill-2", "options": {"challenge": enc(b"c")}}),
+        )
+    });
+    let waiting = conditional_requests(&daemon, 10_000);
+    assert_eq!(waiting.len(), 1);
+    // No credential at all: nothing offered, and it stays pending (as an autofill menu with
+    // no passkeys does).
+    assert_eq!(waiting[0]["accounts"], json!([]));
+    assert_eq!(waiting[0]["rpId"], "example.com");
+    let cancelled = gateway_call(address, "/v1/cancel", &json!({"requestId": "autofill-2"}));
+    assert_eq!(cancelled["ok"], true);
+    let answer = page.join().unwrap();
+    assert_eq!(answer["error"]["name"], "AbortError", "{answer}");
+    assert!(conditional_requests(&daemon, 0).is_empty());
+
+    // An RP ID the origin may not claim: SecurityError at once, nothing listed.
+    let answer = gateway_call(
+        address,
+        "/v1/get",
+        &json!({"origin": "https://example.com", "mediation": "conditional",
+            "options": {"rpId": "evil.example", "challenge": enc(b"c")}}),
+    );
+    assert_eq!(answer["error"]["name"], "SecurityError", "{answer}");
+    // Conditional create is not offered (getClientCapabilities says conditionalCreate: false).
+    let (status, answer) = http(
+        address,
+        "POST",
+        "/v1/create",
+        Some(TOKEN),
+        json!({"origin": "https://example.com", "mediation": "conditional", "options": {}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(
+        (status, answer["error"]["name"].as_str()),
+        (400, Some("TypeError"))
+    );
+    let (status, _) = http(
+        address,
+        "POST",
+        "/v1/get",
+        Some(TOKEN),
+        json!({"origin": "https://example.com", "mediation": "sometimes", "options": {}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 400);
+    refused(address, "PUT", "/v1/control/conditional", b"", 405);
+}
