@@ -72,7 +72,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::device::{Inbound, Outbound, Peer};
-use crate::virtual_auth::{ControlApi, decode_b64, encode_b64};
+use crate::virtual_auth::{ControlApi, DEFAULT_AUTHENTICATOR, decode_b64, encode_b64};
 
 /// The gateway's address when `--browser` is given without one.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8113";
@@ -257,6 +257,7 @@ pub struct Gateway {
     token: String,
     token_file: Option<PathBuf>,
     outbound: Rc<GatewayOutbound>,
+    link: Rc<GatewayLink>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -304,6 +305,11 @@ impl Gateway {
             device,
             reports: reports_rx,
         };
+        let (attach_tx, attach_rx) = std::sync::mpsc::channel();
+        let link = Rc::new(GatewayLink {
+            attachments: attach_tx,
+            next_peer: Cell::new(GATEWAY_PEER),
+        });
         // Distinct from the device's stream: a seeded session stays reproducible.
         let (client_rng, pin_rng) = match seed {
             Some(seed) => (
@@ -318,7 +324,7 @@ impl Gateway {
         let pin = options.pin.clone();
         std::thread::Builder::new()
             .name("fidelio-browser".into())
-            .spawn(move || worker(jobs_rx, transport, client_rng, pin_rng, pin))
+            .spawn(move || worker(jobs_rx, attach_rx, transport, client_rng, pin_rng, pin))
             .map_err(GatewayError::Worker)?;
 
         let shared = Rc::new(Shared {
@@ -343,6 +349,7 @@ impl Gateway {
             token: options.token.clone(),
             token_file: options.token_file.clone(),
             outbound,
+            link,
             _stop: stop,
         })
     }
@@ -363,6 +370,12 @@ impl Gateway {
     }
 
     /// The lane's sending half, for the device loop's [`crate::device::Lanes`].
+    /// How devices started later get (and lose) a client here.
+    pub fn link(&self) -> Rc<dyn crate::devices::GatewayAttach> {
+        self.link.clone()
+    }
+
+    /// The lane of the default device (the one given to [`start`](Self::start)).
     pub fn outbound(&self) -> Rc<dyn Outbound> {
         self.outbound.clone()
     }
@@ -431,6 +444,44 @@ impl Outbound for GatewayOutbound {
             // The worker is gone only when the daemon stops.
             let _ = self.reports.send(*packet);
         }
+    }
+}
+
+/// A device joining or leaving the worker.
+enum Attachment {
+    Attach(String, GatewayTransport),
+    Detach(String),
+}
+
+/// Gives devices started after the gateway a client of their own on the worker.
+#[derive(Debug)]
+struct GatewayLink {
+    attachments: std::sync::mpsc::Sender<Attachment>,
+    next_peer: Cell<u32>,
+}
+
+impl crate::devices::GatewayAttach for GatewayLink {
+    fn attach(&self, id: &str, device: mpsc::Sender<Inbound>) -> Rc<dyn Outbound> {
+        let peer = self.next_peer.get().saturating_add(1);
+        self.next_peer.set(peer);
+        let (reports_tx, reports_rx) = std::sync::mpsc::channel();
+        let transport = GatewayTransport {
+            peer,
+            device,
+            reports: reports_rx,
+        };
+        // The worker takes it before its next job (it is gone only when the daemon stops).
+        let _ = self
+            .attachments
+            .send(Attachment::Attach(id.to_owned(), transport));
+        Rc::new(GatewayOutbound {
+            peer,
+            reports: reports_tx,
+        })
+    }
+
+    fn detach(&self, id: &str) {
+        let _ = self.attachments.send(Attachment::Detach(id.to_owned()));
     }
 }
 
@@ -550,6 +601,8 @@ enum Work {
 /// One job for the worker.
 #[derive(Debug)]
 struct Job {
+    /// The device it is for.
+    device: String,
     work: Work,
     signal: AbortSignal,
     reply: oneshot::Sender<Result<Json, WebAuthnError>>,
@@ -557,31 +610,57 @@ struct Job {
 
 fn worker(
     mut jobs: mpsc::Receiver<Job>,
+    attachments: std::sync::mpsc::Receiver<Attachment>,
     transport: GatewayTransport,
-    client_rng: ChaCha20Rng,
+    mut client_rng: ChaCha20Rng,
     mut pin_rng: ChaCha20Rng,
     pin: Option<String>,
 ) {
-    let channel = DeviceChannel {
-        hid: CtapHidClient::new(transport),
-        signal: AbortSignal::new(),
+    let mut new_client = |transport: GatewayTransport| {
+        let channel = DeviceChannel {
+            hid: CtapHidClient::new(transport),
+            signal: AbortSignal::new(),
+        };
+        let rng = ChaCha20Rng::from_rng(&mut client_rng);
+        Client::new(channel, rng, ClientConfig::default())
     };
-    let mut client = Client::new(channel, client_rng, ClientConfig::default());
+    let mut clients = HashMap::new();
+    clients.insert(
+        crate::virtual_auth::DEFAULT_AUTHENTICATOR.to_owned(),
+        new_client(transport),
+    );
     while let Some(job) = jobs.blocking_recv() {
+        while let Ok(attachment) = attachments.try_recv() {
+            match attachment {
+                Attachment::Attach(id, transport) => {
+                    clients.insert(id, new_client(transport));
+                }
+                Attachment::Detach(id) => {
+                    clients.remove(&id);
+                }
+            }
+        }
         if job.reply.is_closed() {
             continue;
         }
+        let Some(client) = clients.get_mut(&job.device) else {
+            let _ = job.reply.send(Err(WebAuthnError::not_allowed(format!(
+                "the authenticator {:?} is gone",
+                job.device
+            ))));
+            continue;
+        };
         client.ctap_mut().arm(&job.signal);
         let outcome = match job.work {
             Work::Create { caller, options } => {
-                ensure_pin(&mut client, pin.as_deref(), &mut pin_rng);
+                ensure_pin(client, pin.as_deref(), &mut pin_rng);
                 let mut user = user(pin.as_deref());
                 client
                     .create_blocking(&caller, &options, &mut user, &job.signal)
                     .map(|response| response.to_json())
             }
             Work::Get { caller, options } => {
-                ensure_pin(&mut client, pin.as_deref(), &mut pin_rng);
+                ensure_pin(client, pin.as_deref(), &mut pin_rng);
                 let mut user = user(pin.as_deref());
                 client
                     .get_blocking(&caller, &options, &mut user, &job.signal)
@@ -1150,6 +1229,8 @@ async fn ceremony(shared: &Shared, kind: Kind, body: &[u8], stream: &mut TcpStre
         id: request.request_id.clone().map(|id| (id, serial)),
     };
     let mut request = request;
+    // The device the user picked an account of (conditional mediation).
+    let mut picked = None;
     if request.conditional {
         if kind == Kind::Create {
             let error =
@@ -1160,7 +1241,8 @@ async fn ceremony(shared: &Shared, kind: Kind, body: &[u8], stream: &mut TcpStre
             };
         }
         match conditional_pick(shared, serial, &request, &signal, stream).await {
-            Ok(credential_id) => {
+            Ok((device, credential_id)) => {
+                picked = Some(device);
                 // The user picked this account: the ceremony runs for it alone.
                 if let Some(options) = request.options.as_object_mut() {
                     options.insert(
@@ -1172,6 +1254,13 @@ async fn ceremony(shared: &Shared, kind: Kind, body: &[u8], stream: &mut TcpStre
             Err(error) => return Response::webauthn_error(&error),
         }
     }
+    let device = match picked {
+        Some(device) => device,
+        None => match route(shared, kind, &request, &signal, lifetime, stream).await {
+            Ok(device) => device,
+            Err(error) => return Response::webauthn_error(&error),
+        },
+    };
     let work = match kind {
         Kind::Create => Work::Create {
             caller: request.caller,
@@ -1182,7 +1271,7 @@ async fn ceremony(shared: &Shared, kind: Kind, body: &[u8], stream: &mut TcpStre
             options: request.options,
         },
     };
-    match run(shared, work, &signal, lifetime, Some(stream)).await {
+    match run(shared, device, work, &signal, lifetime, Some(stream)).await {
         Ok(value) => Response::ok(value),
         Err(error) => Response::webauthn_error(&error),
     }
@@ -1205,7 +1294,7 @@ struct Conditional {
     /// The request's allowCredentials (empty: discoverable credentials are offered).
     allow: Vec<Vec<u8>>,
     since_ms: u64,
-    pick: Option<oneshot::Sender<Vec<u8>>>,
+    pick: Option<oneshot::Sender<(String, Vec<u8>)>>,
 }
 
 /// Removes a conditional request from the list when its handler ends, however it ends.
@@ -1258,7 +1347,7 @@ async fn conditional_pick(
     request: &CeremonyRequest,
     signal: &AbortSignal,
     stream: &mut TcpStream,
-) -> Result<Vec<u8>, WebAuthnError> {
+) -> Result<(String, Vec<u8>), WebAuthnError> {
     // What the browser checks before it offers anything: the caller may use this RP ID.
     let domain = fidelio_webauthn::origin::effective_domain(request.caller.origin())?;
     let requested = request.options.get("rpId").and_then(Json::as_str);
@@ -1290,7 +1379,7 @@ async fn conditional_pick(
     control.events().push("conditionalRequested", "", fields);
     tokio::select! {
         outcome = signal.race(picked) => match outcome {
-            Ok(Ok(credential_id)) => Ok(credential_id),
+            Ok(Ok(picked)) => Ok(picked),
             Ok(Err(_)) => Err(WebAuthnError::not_allowed("the conditional request was dropped")),
             Err(error) => Err(error),
         },
@@ -1332,6 +1421,17 @@ fn offered(entry: &Conditional, accounts: &[(String, Json)]) -> Vec<Json> {
         .collect()
 }
 
+/// The accounts of the plugged-in devices (an unplugged key offers nothing).
+async fn plugged_accounts(
+    shared: &Shared,
+    control: &ControlApi,
+) -> Result<Vec<(String, Json)>, (u16, Json)> {
+    let plugged = plugged_devices(shared);
+    let mut accounts = control.accounts().await?;
+    accounts.retain(|(device, _)| plugged.contains(device));
+    Ok(accounts)
+}
+
 /// How long `GET /v1/control/conditional?wait=MS` may wait for a request to appear.
 const CONDITIONAL_WAIT_MAX: Duration = Duration::from_secs(60);
 
@@ -1366,7 +1466,7 @@ async fn conditional_control(
                     () = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            let accounts = match control.accounts().await {
+            let accounts = match plugged_accounts(shared, control).await {
                 Ok(accounts) => accounts,
                 Err((status, body)) => return Response { status, body },
             };
@@ -1409,7 +1509,7 @@ async fn conditional_control(
                     "the body is {\"credentialId\": <base64url>}",
                 );
             };
-            let accounts = match control.accounts().await {
+            let accounts = match plugged_accounts(shared, control).await {
                 Ok(accounts) => accounts,
                 Err((status, body)) => return Response { status, body },
             };
@@ -1419,20 +1519,23 @@ async fn conditional_control(
                 return Response::error(404, "NotFound", format!("no conditional request {id:?}"));
             };
             let wanted = encode_b64(&credential_id);
-            let is_offered = offered(entry, &accounts).iter().any(|account| {
-                account.get("credentialId").and_then(Json::as_str) == Some(wanted.as_str())
+            let device = offered(entry, &accounts).iter().find_map(|account| {
+                (account.get("credentialId").and_then(Json::as_str) == Some(wanted.as_str()))
+                    .then(|| account.get("authenticatorId").and_then(Json::as_str))
+                    .flatten()
+                    .map(str::to_owned)
             });
-            if !is_offered {
+            let Some(device) = device else {
                 return Response::error(
                     404,
                     "NotFound",
                     "that credential is not among the accounts this request offers",
                 );
-            }
+            };
             let sent = entry
                 .pick
                 .take()
-                .is_some_and(|pick| pick.send(credential_id).is_ok());
+                .is_some_and(|pick| pick.send((device, credential_id)).is_ok());
             if sent {
                 Response::ok(Json::Bool(true))
             } else {
@@ -1444,10 +1547,95 @@ async fn conditional_control(
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Which device a ceremony goes to. With one plugged-in device, that one. With several, as a
+// browser with several keys plugged in ends up: a get() goes to the first device holding a
+// credential the request can use (allowCredentials, or a discoverable credential of the RP),
+// a create() — and a get() nobody can answer — to the preferred device (the key the user
+// touches: `POST /v1/control/devices/{id}/prefer`, else the first one added). With none
+// plugged in, the ceremony waits as a browser waits for a key to be inserted, until one is
+// plugged in, the lifetime timer fires (`NotAllowedError`) or the page aborts.
+
+/// The plugged-in devices, the preferred one first.
+fn plugged_devices(shared: &Shared) -> Vec<String> {
+    match &shared.control {
+        Some(control) => control.host().plugged(),
+        None => vec![DEFAULT_AUTHENTICATOR.to_owned()],
+    }
+}
+
+/// How often a ceremony with no device plugged in looks again.
+const NO_DEVICE_POLL: Duration = Duration::from_millis(100);
+
+async fn route(
+    shared: &Shared,
+    kind: Kind,
+    request: &CeremonyRequest,
+    signal: &AbortSignal,
+    lifetime: Duration,
+    stream: &mut TcpStream,
+) -> Result<String, WebAuthnError> {
+    let deadline = tokio::time::Instant::now() + lifetime;
+    let mut plugged = plugged_devices(shared);
+    while plugged.is_empty() {
+        tokio::select! {
+            () = tokio::time::sleep(NO_DEVICE_POLL) => {}
+            () = tokio::time::sleep_until(deadline) => {
+                return Err(fidelio_webauthn::AbortReason::TimedOut.to_error());
+            }
+            fired = signal.race(std::future::pending::<()>()) => fired?,
+            () = hung_up(Some(&mut *stream)) => {
+                return Err(WebAuthnError::not_allowed("the caller hung up"));
+            }
+        }
+        plugged = plugged_devices(shared);
+    }
+    let first = plugged.first().cloned().unwrap_or_default();
+    if plugged.len() == 1 || kind == Kind::Create {
+        return Ok(first);
+    }
+    let Some(control) = &shared.control else {
+        return Ok(first);
+    };
+    let rp_id =
+        fidelio_webauthn::origin::effective_domain(request.caller.origin()).and_then(|domain| {
+            let requested = request.options.get("rpId").and_then(Json::as_str);
+            fidelio_webauthn::origin::relying_party_id(requested, &domain)
+        });
+    let (Ok(rp_id), Ok(allow)) = (rp_id, allowed_ids(&request.options)) else {
+        // The client raises the error on the first device.
+        return Ok(first);
+    };
+    let Ok(accounts) = control.accounts().await else {
+        return Ok(first);
+    };
+    let holder = plugged.into_iter().find(|device| {
+        accounts.iter().any(|(owner, credential)| {
+            owner == device
+                && credential.get("rpId").and_then(Json::as_str) == Some(rp_id.as_str())
+                && if allow.is_empty() {
+                    credential.get("isResidentCredential") == Some(&Json::Bool(true))
+                } else {
+                    credential
+                        .get("credentialId")
+                        .and_then(Json::as_str)
+                        .and_then(decode_b64)
+                        .is_some_and(|id| allow.contains(&id))
+                }
+        })
+    });
+    Ok(holder.unwrap_or(first))
+}
+
 async fn is_uvpaa(shared: &Shared) -> Response {
     let signal = AbortSignal::new();
+    let device = plugged_devices(shared)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| DEFAULT_AUTHENTICATOR.to_owned());
     match run(
         shared,
+        device,
         Work::IsUvpaa,
         &signal,
         Duration::from_secs(10),
@@ -1494,6 +1682,7 @@ fn cancel(shared: &Shared, body: &[u8]) -> Response {
 /// hanging up — whichever comes first. Always settles.
 async fn run(
     shared: &Shared,
+    device: String,
     work: Work,
     signal: &AbortSignal,
     lifetime: Duration,
@@ -1501,6 +1690,7 @@ async fn run(
 ) -> Result<Json, WebAuthnError> {
     let (reply, mut answer) = oneshot::channel();
     let job = Job {
+        device,
         work,
         signal: signal.clone(),
         reply,
@@ -1679,7 +1869,15 @@ mod tests {
         let gateway = shared(jobs);
         let started = Instant::now();
         let timer = Duration::from_millis(30);
-        let outcome = run(&gateway, Work::IsUvpaa, &AbortSignal::new(), timer, None).await;
+        let outcome = run(
+            &gateway,
+            DEFAULT_AUTHENTICATOR.to_owned(),
+            Work::IsUvpaa,
+            &AbortSignal::new(),
+            timer,
+            None,
+        )
+        .await;
         assert_eq!(name(outcome), Some(ErrorName::NotAllowedError));
         assert!(started.elapsed() >= timer);
 
@@ -1695,6 +1893,7 @@ mod tests {
         );
         let outcome = run(
             &gateway,
+            DEFAULT_AUTHENTICATOR.to_owned(),
             Work::IsUvpaa,
             &signal,
             Duration::from_secs(600),
@@ -1711,14 +1910,30 @@ mod tests {
         stuck_worker(receiver, false);
         let gateway = shared(jobs);
         let timer = Duration::from_millis(20);
-        let outcome = run(&gateway, Work::IsUvpaa, &AbortSignal::new(), timer, None).await;
+        let outcome = run(
+            &gateway,
+            DEFAULT_AUTHENTICATOR.to_owned(),
+            Work::IsUvpaa,
+            &AbortSignal::new(),
+            timer,
+            None,
+        )
+        .await;
         assert_eq!(name(outcome), Some(ErrorName::NotAllowedError));
 
         // No worker: refused at once.
         let (jobs, receiver) = mpsc::channel(1);
         drop(receiver);
         let gateway = shared(jobs);
-        let outcome = run(&gateway, Work::IsUvpaa, &AbortSignal::new(), timer, None).await;
+        let outcome = run(
+            &gateway,
+            DEFAULT_AUTHENTICATOR.to_owned(),
+            Work::IsUvpaa,
+            &AbortSignal::new(),
+            timer,
+            None,
+        )
+        .await;
         assert!(outcome.is_err_and(|e| e.message.contains("stopped")));
     }
 

@@ -17,6 +17,7 @@ pub mod browser;
 pub mod control;
 pub mod ctap_log;
 pub mod device;
+pub mod devices;
 pub mod presence;
 pub mod udp;
 pub mod uhid;
@@ -204,7 +205,9 @@ async fn serve_with<S: Store + 'static>(
         ),
         None => None,
     };
-    let (inbound_tx, inbound_rx) = mpsc::channel(256);
+    // The default device's lanes pass through its plug (`devices.rs`).
+    let plug = devices::Plug::plugged_in();
+    let (inbound_tx, inbound_rx) = plug.inbound(256);
     let (control_tx, control_rx) = mpsc::channel(16);
     if let Some(address) = options.control {
         let listener = tokio::net::TcpListener::bind(address)
@@ -216,11 +219,36 @@ async fn serve_with<S: Store + 'static>(
     let mut lanes = device::Lanes::new();
     lanes.push(lane.outbound());
     let events = Rc::new(virtual_auth::EventLog::new());
+    let ctaphid = fidelio_ctaphid::Config {
+        max_msg_size,
+        // CTAP2 and CTAP1/U2F (no NMSG): MSG requests go to the core's U2F handler.
+        capabilities: fidelio_ctaphid::CAPABILITY_WINK | fidelio_ctaphid::CAPABILITY_CBOR,
+        ..fidelio_ctaphid::Config::default()
+    };
+    let host = Rc::new(devices::DeviceHost::new(
+        devices::HostSettings {
+            presence: options.presence,
+            log_ctap: options.log_ctap,
+            ctaphid: ctaphid.clone(),
+            seed: options.seed,
+        },
+        events.clone(),
+    ));
+    host.register_default(
+        virtual_auth::DEFAULT_AUTHENTICATOR,
+        devices::DeviceSettings {
+            profile: devices::profile_name_of(&options.config).to_owned(),
+            config: options.config.clone(),
+        },
+        control_tx.clone(),
+        inbound_tx.clone(),
+        plug.clone(),
+        Some(udp_address),
+    );
     let gateway = match &options.browser {
         Some(browser) => {
-            // The control API lives on the gateway's server, one device for now.
-            let mut control_api = virtual_auth::ControlApi::new(events.clone());
-            control_api.add_device(virtual_auth::DEFAULT_AUTHENTICATOR, control_tx.clone());
+            // The control API lives on the gateway's server.
+            let control_api = virtual_auth::ControlApi::new(host.clone());
             let gateway = browser::Gateway::start_with_control(
                 browser,
                 inbound_tx.clone(),
@@ -230,6 +258,7 @@ async fn serve_with<S: Store + 'static>(
             .await
             .map_err(ServeError::Browser)?;
             lanes.push(gateway.outbound());
+            host.set_gateway(gateway.link());
             Some(gateway)
         }
         None => None,
@@ -252,18 +281,13 @@ async fn serve_with<S: Store + 'static>(
         }
         tokio::task::spawn_local(usbip.run(inbound_tx.clone()));
     }
-    let outbound: Rc<dyn device::Outbound> = Rc::new(lanes);
+    let outbound: Rc<dyn device::Outbound> = plug.outbound(Rc::new(lanes));
     tokio::task::spawn_local(lane.run(inbound_tx));
 
     let device_options = DeviceOptions {
         log_ctap: options.log_ctap,
         channel_seed,
-        ctaphid: fidelio_ctaphid::Config {
-            max_msg_size,
-            // CTAP2 and CTAP1/U2F (no NMSG): MSG requests go to the core's U2F handler.
-            capabilities: fidelio_ctaphid::CAPABILITY_WINK | fidelio_ctaphid::CAPABILITY_CBOR,
-            ..fidelio_ctaphid::Config::default()
-        },
+        ctaphid,
     };
     tracing::info!("serving CTAPHID over UDP on {udp_address}");
     if uhid_lane.is_some() {

@@ -44,6 +44,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use zeroize::Zeroizing;
 
 use crate::device::{ControlCommand, ControlRequest, Peer};
+use crate::devices::DeviceHost;
 use crate::presence::{PresenceMode, PresenceSignals};
 
 /// The ID of the daemon's device.
@@ -326,6 +327,10 @@ pub struct CredentialInput {
     user_name: Option<String>,
     user_display_name: Option<String>,
     cred_protect: u8,
+    /// Whether PRF (hmac-secret) answers for it (Fidelio's field; default true).
+    hmac_secret: bool,
+    /// Its credBlob (Fidelio's field).
+    cred_blob: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for CredentialInput {
@@ -388,6 +393,8 @@ impl CredentialInput {
                 .map_err(invalid)?
                 .map(str::to_owned),
             cred_protect,
+            hmac_secret: fields.bool("hmacSecret").map_err(invalid)?.unwrap_or(true),
+            cred_blob: fields.bytes("credBlob").map_err(invalid)?,
         })
     }
 }
@@ -560,6 +567,10 @@ fn credential_json(
         json!(credential.private_key.algorithm().cose()),
     );
     object.insert("credProtect".into(), json!(credential.cred_protect));
+    object.insert("hmacSecret".into(), json!(credential.hmac_secret));
+    if with_secrets && let Some(blob) = &credential.cred_blob {
+        object.insert("credBlob".into(), json!(encode_b64(blob)));
+    }
     object.insert("imported".into(), json!(credential.imported));
     Json::Object(object)
 }
@@ -884,8 +895,8 @@ impl VirtualState {
             backup_eligible: input.backup_eligibility.unwrap_or(default_be),
             backup_state: input.backup_state.unwrap_or(default_bs),
             cred_protect: input.cred_protect,
-            hmac_secret: true,
-            cred_blob: None,
+            hmac_secret: input.hmac_secret,
+            cred_blob: input.cred_blob.clone(),
             large_blob_key,
             imported: true,
         };
@@ -1227,22 +1238,20 @@ fn uuid(bytes: &[u8; 16]) -> String {
 /// The control API's HTTP endpoints, on the browser gateway's server.
 #[derive(Debug)]
 pub struct ControlApi {
-    devices: Vec<(String, mpsc::Sender<ControlRequest>)>,
+    host: Rc<DeviceHost>,
     events: Rc<EventLog>,
 }
 
 impl ControlApi {
-    /// An API over `events`, with no device yet.
-    pub fn new(events: Rc<EventLog>) -> Self {
-        Self {
-            devices: Vec::new(),
-            events,
-        }
+    /// An API over the devices of `host`.
+    pub fn new(host: Rc<DeviceHost>) -> Self {
+        let events = host.events().clone();
+        Self { host, events }
     }
 
-    /// Makes device `id` reachable through its control queue.
-    pub fn add_device(&mut self, id: &str, control: mpsc::Sender<ControlRequest>) {
-        self.devices.push((id.to_owned(), control));
+    /// The daemon's devices.
+    pub fn host(&self) -> &Rc<DeviceHost> {
+        &self.host
     }
 
     /// The event log the API reads (the browser gateway adds its own events to it).
@@ -1254,8 +1263,8 @@ impl ControlApi {
     /// key or large blob: what an account chooser may show.
     pub async fn accounts(&self) -> Result<Vec<(String, Json)>, (u16, Json)> {
         let mut accounts = Vec::new();
-        for (id, device) in &self.devices {
-            let (status, body) = self.call(device, VirtualCommand::GetCredentials).await;
+        for (id, device) in self.host.controls() {
+            let (status, body) = self.call(&device, VirtualCommand::GetCredentials).await;
             if status != 200 {
                 return Err((status, body));
             }
@@ -1304,11 +1313,15 @@ impl ControlApi {
             serde_json::from_slice(body)
                 .map_err(|error| split_answer(invalid(format!("the body is not JSON: {error}"))))
         };
+        if let ["devices", rest @ ..] = segments.as_slice() {
+            return self.devices_request(method, rest, body).await;
+        }
         match (method, segments.as_slice()) {
             ("GET", ["events"]) => return self.events_request(query).await,
             ("GET", ["authenticator"]) => {
-                let mut listed = Vec::with_capacity(self.devices.len());
-                for (_, device) in &self.devices {
+                let devices = self.host.controls();
+                let mut listed = Vec::with_capacity(devices.len());
+                for (_, device) in &devices {
                     let (status, body) = self.call(device, VirtualCommand::Describe).await;
                     if status != 200 {
                         return (status, body);
@@ -1326,20 +1339,37 @@ impl ControlApi {
                     Ok(options) => options,
                     Err(answer) => return split_answer(answer),
                 };
-                // One device for now: an added authenticator is the default device.
-                let Some((_, device)) = self.devices.first() else {
+                // The first add claims the default device; later ones start new devices.
+                let Some(device) = self.host.control(DEFAULT_AUTHENTICATOR) else {
                     return split_answer(failure(409, "Unsupported", "no device to add"));
                 };
-                return self.call(device, VirtualCommand::Add(options)).await;
+                let (status, body) = self
+                    .call(&device, VirtualCommand::Add(options.clone()))
+                    .await;
+                if status != 409 {
+                    return (status, body);
+                }
+                return self.add_device(&value, options).await;
             }
             _ => {}
         }
         let ["authenticator", id, rest @ ..] = segments.as_slice() else {
             return not_found();
         };
-        let Some((_, device)) = self.devices.iter().find(|(name, _)| name == id) else {
+        let Some(device) = self.host.control(id) else {
             return split_answer(failure(404, "NotFound", format!("no authenticator {id:?}")));
         };
+        let device = &device;
+        if method == "DELETE" && rest.is_empty() && *id != DEFAULT_AUTHENTICATOR {
+            // WebDriver's Remove Virtual Authenticator: an added device goes away.
+            return match self.host.remove(id) {
+                Ok(()) => (
+                    200,
+                    json!({ "ok": { "authenticatorId": id, "wasAdded": true, "removed": true } }),
+                ),
+                Err(error) => device_failure(error),
+            };
+        }
         let credential_id = |text: &str| {
             decode_b64(text)
                 .filter(|id| !id.is_empty())
@@ -1462,6 +1492,302 @@ impl ControlApi {
                 "dropped": dropped,
             }}),
         )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Devices: `/v1/control/devices…`, Fidelio's own endpoints for the device lifecycle
+// (`crate::devices`, docs/devices.md).
+
+/// Reads `udp` from a device request: a loopback address (default `127.0.0.1:0`, any port).
+fn udp_address(value: &Json) -> Result<std::net::SocketAddr, String> {
+    match value.get("udp") {
+        None | Some(Json::Null) => Ok(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+        Some(Json::String(text)) => text
+            .parse()
+            .map_err(|_| format!("\"udp\" must be an address like 127.0.0.1:0, not {text:?}")),
+        Some(_) => Err("\"udp\" must be a string".into()),
+    }
+}
+
+fn device_failure((status, message): (u16, String)) -> (u16, Json) {
+    let name = match status {
+        404 => "NotFound",
+        409 => "Conflict",
+        400 => "InvalidArgument",
+        _ => "Internal",
+    };
+    split_answer(failure(status, name, message))
+}
+
+impl ControlApi {
+    /// WebDriver *Add Virtual Authenticator* once the default device is claimed: a new device
+    /// (the request's `profile`, else the default device's settings), then the options.
+    async fn add_device(&self, value: &Json, options: AuthenticatorOptions) -> (u16, Json) {
+        let id = self.host.next_id();
+        let settings = match self.settings_from(value, DEFAULT_AUTHENTICATOR) {
+            Ok(settings) => settings,
+            Err(answer) => return answer,
+        };
+        let udp = match udp_address(value) {
+            Ok(udp) => udp,
+            Err(message) => return split_answer(invalid(message)),
+        };
+        if let Err(error) = self.host.start(&id, settings, udp).await {
+            return device_failure(error);
+        }
+        let Some(device) = self.host.control(&id) else {
+            return split_answer(failure(500, "Internal", "the new device is gone"));
+        };
+        self.call(&device, VirtualCommand::Add(options)).await
+    }
+
+    /// A device's settings from a request: `profile` (else those of `fallback`), then the
+    /// overrides.
+    fn settings_from(
+        &self,
+        value: &Json,
+        fallback: &str,
+    ) -> Result<crate::devices::DeviceSettings, (u16, Json)> {
+        let mut settings = match value.get("profile") {
+            None | Some(Json::Null) => self.host.settings(fallback).ok_or_else(|| {
+                split_answer(failure(404, "NotFound", format!("no device {fallback:?}")))
+            })?,
+            Some(Json::String(name)) => crate::devices::DeviceSettings {
+                profile: name.clone(),
+                config: crate::devices::profile_config(name).ok_or_else(|| {
+                    split_answer(invalid(format!(
+                        "unknown profile {name:?} (profiles: {})",
+                        crate::devices::PROFILES
+                    )))
+                })?,
+            },
+            Some(_) => return Err(split_answer(invalid("\"profile\" must be a string"))),
+        };
+        crate::devices::apply_overrides(&mut settings.config, value)
+            .map_err(|message| split_answer(invalid(message)))?;
+        Ok(settings)
+    }
+
+    /// A device as `/v1/control/devices` shows it: the host's view and its properties.
+    async fn device_json(&self, id: &str) -> (u16, Json) {
+        let (Some(mut described), Some(device)) = (self.host.describe(id), self.host.control(id))
+        else {
+            return device_failure((404, format!("no device {id:?}")));
+        };
+        let (status, body) = self.call(&device, VirtualCommand::Describe).await;
+        if status != 200 {
+            return (status, body);
+        }
+        if let (Some(object), Some(properties)) = (described.as_object_mut(), body.get("ok")) {
+            object.insert("properties".into(), properties.clone());
+        }
+        (200, json!({ "ok": described }))
+    }
+
+    /// Every credential of device `id`, with secrets (WebDriver's shape plus Fidelio's fields).
+    async fn credentials_of(&self, id: &str) -> Result<Vec<Json>, (u16, Json)> {
+        let device = self
+            .host
+            .control(id)
+            .ok_or_else(|| device_failure((404, format!("no device {id:?}"))))?;
+        let (status, body) = self.call(&device, VirtualCommand::GetCredentials).await;
+        if status != 200 {
+            return Err((status, body));
+        }
+        Ok(body
+            .get("ok")
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// Adds to device `to` every credential of `from` it lacks (by RP ID and credential ID);
+    /// answers how many were copied.
+    async fn copy_credentials(&self, from: &str, to: &str) -> Result<usize, (u16, Json)> {
+        let source = self.credentials_of(from).await?;
+        let present: Vec<(Json, Json)> = self
+            .credentials_of(to)
+            .await?
+            .iter()
+            .map(|credential| {
+                (
+                    credential.get("rpId").cloned().unwrap_or(Json::Null),
+                    credential
+                        .get("credentialId")
+                        .cloned()
+                        .unwrap_or(Json::Null),
+                )
+            })
+            .collect();
+        let device = self
+            .host
+            .control(to)
+            .ok_or_else(|| device_failure((404, format!("no device {to:?}"))))?;
+        let mut copied = 0;
+        for credential in &source {
+            let key = (
+                credential.get("rpId").cloned().unwrap_or(Json::Null),
+                credential
+                    .get("credentialId")
+                    .cloned()
+                    .unwrap_or(Json::Null),
+            );
+            if present.contains(&key) {
+                continue;
+            }
+            let input = CredentialInput::from_json(credential).map_err(split_answer)?;
+            let (status, body) = self
+                .call(&device, VirtualCommand::AddCredential(Box::new(input)))
+                .await;
+            if status != 200 {
+                return Err((status, body));
+            }
+            copied += 1;
+        }
+        Ok(copied)
+    }
+
+    /// `/v1/control/devices…` (`segments` after `devices`).
+    async fn devices_request(&self, method: &str, segments: &[&str], body: &[u8]) -> (u16, Json) {
+        let parsed = || -> Result<Json, (u16, Json)> {
+            if body.is_empty() {
+                return Ok(json!({}));
+            }
+            let value: Json = serde_json::from_slice(body)
+                .map_err(|error| split_answer(invalid(format!("the body is not JSON: {error}"))))?;
+            if value.is_object() {
+                Ok(value)
+            } else {
+                Err(split_answer(invalid("the body must be a JSON object")))
+            }
+        };
+        let value = match parsed() {
+            Ok(value) => value,
+            Err(answer) => return answer,
+        };
+        match (method, segments) {
+            ("GET", []) => {
+                let mut listed = Vec::new();
+                for (id, _) in self.host.controls() {
+                    let (status, body) = self.device_json(&id).await;
+                    if status != 200 {
+                        return (status, body);
+                    }
+                    listed.push(body.get("ok").cloned().unwrap_or(Json::Null));
+                }
+                (200, json!({ "ok": listed }))
+            }
+            ("POST", []) => {
+                let id = match value.get("id") {
+                    None | Some(Json::Null) => self.host.next_id(),
+                    Some(Json::String(id)) => id.clone(),
+                    Some(_) => return split_answer(invalid("\"id\" must be a string")),
+                };
+                let settings = match self.settings_from(&value, DEFAULT_AUTHENTICATOR) {
+                    Ok(settings) => settings,
+                    Err(answer) => return answer,
+                };
+                let udp = match udp_address(&value) {
+                    Ok(udp) => udp,
+                    Err(message) => return split_answer(invalid(message)),
+                };
+                if let Err(error) = self.host.start(&id, settings, udp).await {
+                    return device_failure(error);
+                }
+                self.device_json(&id).await
+            }
+            ("GET", [id]) => self.device_json(id).await,
+            ("DELETE", [id]) => match self.host.remove(id) {
+                Ok(()) => (
+                    200,
+                    json!({ "ok": { "authenticatorId": id, "removed": true } }),
+                ),
+                Err(error) => device_failure(error),
+            },
+            ("POST", [id, "clone"]) => {
+                let Some(settings) = self.host.settings(id) else {
+                    return device_failure((404, format!("no device {id:?}")));
+                };
+                let new_id = match value.get("id") {
+                    None | Some(Json::Null) => self.host.next_id(),
+                    Some(Json::String(new_id)) => new_id.clone(),
+                    Some(_) => return split_answer(invalid("\"id\" must be a string")),
+                };
+                let udp = match udp_address(&value) {
+                    Ok(udp) => udp,
+                    Err(message) => return split_answer(invalid(message)),
+                };
+                if let Err(error) = self.host.start(&new_id, settings, udp).await {
+                    return device_failure(error);
+                }
+                match self.copy_credentials(id, &new_id).await {
+                    Ok(copied) => {
+                        let mut fields = Map::new();
+                        fields.insert("source".into(), json!(id));
+                        fields.insert("credentials".into(), json!(copied));
+                        self.events.push("deviceCloned", &new_id, fields);
+                        self.device_json(&new_id).await
+                    }
+                    Err(answer) => {
+                        let _ = self.host.remove(&new_id);
+                        answer
+                    }
+                }
+            }
+            ("POST", [id, "sync"]) => {
+                let Some(other) = value.get("with").and_then(Json::as_str) else {
+                    return split_answer(invalid("\"with\" (the other device's ID) is required"));
+                };
+                if other == *id {
+                    return split_answer(invalid("a device cannot sync with itself"));
+                }
+                let to_other = match self.copy_credentials(id, other).await {
+                    Ok(copied) => copied,
+                    Err(answer) => return answer,
+                };
+                let to_this = match self.copy_credentials(other, id).await {
+                    Ok(copied) => copied,
+                    Err(answer) => return answer,
+                };
+                let mut fields = Map::new();
+                fields.insert("with".into(), json!(other));
+                fields.insert("copiedTo".into(), json!({ *id: to_this, other: to_other }));
+                self.events.push("devicesSynced", id, fields);
+                (
+                    200,
+                    json!({ "ok": { "copied": { *id: to_this, other: to_other } } }),
+                )
+            }
+            ("POST", [id, "plug"]) => {
+                let plugged = match value.get("plugged") {
+                    Some(Json::Bool(plugged)) => *plugged,
+                    _ => return split_answer(invalid("\"plugged\" (a boolean) is required")),
+                };
+                match self.host.set_plugged(id, plugged) {
+                    Some(()) => self.device_json(id).await,
+                    None => device_failure((404, format!("no device {id:?}"))),
+                }
+            }
+            ("POST", [id, "prefer"]) => match self.host.prefer(id) {
+                Some(()) => self.device_json(id).await,
+                None => device_failure((404, format!("no device {id:?}"))),
+            },
+            ("POST", [id, "reset"]) => {
+                let Some(device) = self.host.control(id) else {
+                    return device_failure((404, format!("no device {id:?}")));
+                };
+                let (status, body) = self.call(&device, VirtualCommand::Remove).await;
+                if status != 200 {
+                    return (status, body);
+                }
+                self.device_json(id).await
+            }
+            (_, [] | [_] | [_, "clone" | "sync" | "plug" | "prefer" | "reset"]) => {
+                split_answer(failure(405, "MethodNotAllowed", "method not allowed"))
+            }
+            _ => split_answer(failure(404, "NotFound", "no such control endpoint")),
+        }
     }
 }
 

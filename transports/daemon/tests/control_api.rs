@@ -13,139 +13,18 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use common::http::{Daemon, TOKEN, b64, control, enc, gateway_call, http, refused, start};
+
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use authenticator_core::Config;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use fidelio_daemon::browser::{BrowserOptions, TokenFile};
-use fidelio_daemon::presence::PresenceMode;
-use fidelio_daemon::{ServeOptions, StateLocation};
 use p256::ecdsa::signature::Verifier;
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
 
-const TOKEN: &str = "control-token-0123456789abcdef";
 const DEVICE: &str = "/v1/control/authenticator/default";
-
-struct Daemon {
-    gateway: SocketAddr,
-    udp: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-fn start(config: Config) -> Daemon {
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("gateway.json");
-    let options = ServeOptions {
-        config,
-        state: StateLocation::Ephemeral,
-        udp: SocketAddr::from(([127, 0, 0, 1], 0)),
-        control: None,
-        presence: PresenceMode::Auto,
-        seed: None,
-        log_ctap: false,
-        uhid: false,
-        usbip: None,
-        browser: Some(BrowserOptions {
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-            token: TOKEN.into(),
-            token_file: Some(token_file.clone()),
-            pin: None,
-        }),
-    };
-    let udp = common::serve_in_background(options);
-    let written = TokenFile::read(&token_file).unwrap();
-    let gateway = written
-        .url
-        .strip_prefix("http://")
-        .unwrap()
-        .parse()
-        .unwrap();
-    Daemon {
-        gateway,
-        udp,
-        _dir: dir,
-    }
-}
-
-/// Sends raw bytes; returns the status and the JSON body.
-fn raw(address: SocketAddr, request: &[u8]) -> (u16, Json) {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(90)))
-        .unwrap();
-    stream.write_all(request).unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let text = String::from_utf8(answer).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
-    (status, serde_json::from_str(body).unwrap())
-}
-
-fn http(
-    address: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &[u8],
-) -> (u16, Json) {
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    raw(address, &request)
-}
-
-/// A control call that must succeed; returns its `ok` value.
-fn control(address: SocketAddr, method: &str, path: &str, body: &Json) -> Json {
-    let text = if body.is_null() {
-        String::new()
-    } else {
-        body.to_string()
-    };
-    let (status, answer) = http(address, method, path, Some(TOKEN), text.as_bytes());
-    assert_eq!(status, 200, "{method} {path}: {answer}");
-    answer["ok"].clone()
-}
-
-/// A control call that must fail with this status; returns the error.
-fn refused(address: SocketAddr, method: &str, path: &str, body: &[u8], status: u16) -> Json {
-    let (got, answer) = http(address, method, path, Some(TOKEN), body);
-    assert_eq!(got, status, "{method} {path}: {answer}");
-    assert!(answer["error"]["name"].is_string(), "{answer}");
-    answer["error"].clone()
-}
-
-fn gateway_call(address: SocketAddr, path: &str, body: &Json) -> Json {
-    let (status, answer) = http(
-        address,
-        "POST",
-        path,
-        Some(TOKEN),
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(status, 200, "{answer}");
-    answer
-}
-
-fn b64(text: &Json) -> Vec<u8> {
-    URL_SAFE_NO_PAD.decode(text.as_str().unwrap()).unwrap()
-}
-
-fn enc(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 /// A P-256 key made here: its PKCS#8 DER and its verifying key.
 fn p256_key(seed: u8) -> (Vec<u8>, p256::ecdsa::VerifyingKey) {
@@ -518,15 +397,35 @@ fn authenticator_options_user_verification_and_presence() {
         gateway_call(daemon.gateway, "/v1/isUvpaa", &json!({})),
         json!({"ok": true})
     );
-    // A second authenticator: not in this daemon.
-    let second = refused(
+    // A second add: a second device, listed, and removed again by WebDriver's remove.
+    let second = control(
         daemon.gateway,
         "POST",
         "/v1/control/authenticator",
-        b"{}",
-        409,
+        &json!({"hasResidentKey": true}),
     );
-    assert_eq!(second["name"], "Unsupported");
+    let second_id = second["authenticatorId"].as_str().unwrap().to_owned();
+    assert_ne!(second_id, "default");
+    let listed = control(
+        daemon.gateway,
+        "GET",
+        "/v1/control/authenticator",
+        &Json::Null,
+    );
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+    control(
+        daemon.gateway,
+        "DELETE",
+        &format!("/v1/control/authenticator/{second_id}"),
+        &Json::Null,
+    );
+    refused(
+        daemon.gateway,
+        "GET",
+        &format!("/v1/control/authenticator/{second_id}"),
+        b"",
+        404,
+    );
 
     // UV required: the built-in method verifies; the new credential carries BE and BS.
     let create = |user: &[u8]| {

@@ -6,6 +6,8 @@
     reason = "tests"
 )]
 
+pub mod http;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -1,0 +1,414 @@
+//! Several devices in one daemon (`/v1/control/devices…`, `devices.rs`), over real HTTP and
+//! UDP against `serve_until`: new devices with profiles and overrides, each on its own UDP
+//! lane; ceremonies through the gateway routed to the device holding the credential; clones
+//! (a synced passkey on a second phone, a cloned security key whose counters diverge); sync;
+//! unplugged ("lost") devices that answer nothing; reset and removal.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    reason = "test code: a failed expectation should stop the test"
+)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use authenticator_core::Config;
+use common::http::{Daemon, b64, control, enc, gateway_call, refused, start};
+use p256::ecdsa::signature::Verifier;
+use p256::pkcs8::DecodePrivateKey;
+use serde_json::{Value as Json, json};
+use sha2::{Digest, Sha256};
+
+fn device(daemon: &Daemon, id: &str) -> Json {
+    control(
+        daemon.gateway,
+        "GET",
+        &format!("/v1/control/devices/{id}"),
+        &Json::Null,
+    )
+}
+
+fn new_device(daemon: &Daemon, body: &Json) -> Json {
+    control(daemon.gateway, "POST", "/v1/control/devices", body)
+}
+
+fn udp_of(described: &Json) -> SocketAddr {
+    described["udp"].as_str().unwrap().parse().unwrap()
+}
+
+fn credentials(daemon: &Daemon, id: &str) -> Vec<Json> {
+    control(
+        daemon.gateway,
+        "GET",
+        &format!("/v1/control/authenticator/{id}/credentials"),
+        &Json::Null,
+    )
+    .as_array()
+    .unwrap()
+    .clone()
+}
+
+fn register(daemon: &Daemon, user: &[u8]) -> Json {
+    let answer = gateway_call(
+        daemon.gateway,
+        "/v1/create",
+        &json!({"origin": "https://example.com", "options": {
+            "rp": {"id": "example.com", "name": "Example"},
+            "user": {"id": enc(user), "name": "alice", "displayName": "Alice"},
+            "challenge": enc(b"register"),
+            "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+            "authenticatorSelection": {"residentKey": "required"}}}),
+    );
+    assert!(answer["ok"].is_object(), "{answer}");
+    answer["ok"].clone()
+}
+
+/// A discoverable login through the gateway, with a lifetime of `timeout_ms`.
+fn login_through_gateway(daemon: &Daemon, timeout_ms: u64) -> Json {
+    gateway_call(
+        daemon.gateway,
+        "/v1/get",
+        &json!({"origin": "https://example.com", "options": {
+            "rpId": "example.com", "challenge": enc(b"login"), "timeout": timeout_ms}}),
+    )
+}
+
+/// A discoverable login over a device's UDP lane; `Err` with the client's error.
+fn login_over_udp(udp: SocketAddr) -> Result<Json, String> {
+    let transport = fidelio_client::UdpTransport::connect(udp).map_err(|e| e.to_string())?;
+    let mut client = fidelio_webauthn::Client::new(
+        fidelio_client::CtapHidClient::new(transport),
+        <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(7),
+        fidelio_webauthn::ClientConfig::default(),
+    );
+    let signal = fidelio_webauthn::AbortSignal::new();
+    let timer = signal.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(5));
+        timer.time_out();
+    });
+    client
+        .get_blocking(
+            &fidelio_webauthn::Caller::new("https://example.com").unwrap(),
+            &json!({"rpId": "example.com", "challenge": enc(b"udp")}),
+            &mut fidelio_webauthn::Unattended,
+            &signal,
+        )
+        .map(|response| response.to_json())
+        .map_err(|error| format!("{}: {}", error.name.as_str(), error.message))
+}
+
+/// Verifies an assertion with the credential's exported private key; returns its authData.
+fn verify(response: &Json, exported: &Json) -> Vec<u8> {
+    let secret = p256::SecretKey::from_pkcs8_der(&b64(&exported["privateKey"])).unwrap();
+    let key = p256::ecdsa::VerifyingKey::from(secret.public_key());
+    let authenticator_data = b64(&response["response"]["authenticatorData"]);
+    let mut signed = authenticator_data.clone();
+    signed.extend_from_slice(&Sha256::digest(b64(
+        &response["response"]["clientDataJSON"],
+    )));
+    let signature =
+        p256::ecdsa::DerSignature::try_from(b64(&response["response"]["signature"]).as_slice())
+            .unwrap();
+    key.verify(&signed, &signature)
+        .expect("the assertion verifies with the credential's key");
+    authenticator_data
+}
+
+fn sign_count(authenticator_data: &[u8]) -> u32 {
+    u32::from_be_bytes(authenticator_data[33..37].try_into().unwrap())
+}
+
+fn flags(authenticator_data: &[u8]) -> u8 {
+    authenticator_data[32]
+}
+
+#[test]
+fn devices_have_profiles_overrides_and_their_own_lanes() {
+    let daemon = start(Config::security_key());
+    let listed = control(daemon.gateway, "GET", "/v1/control/devices", &Json::Null);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["authenticatorId"], "default");
+    assert_eq!(listed[0]["profile"], "security-key");
+    assert_eq!(listed[0]["udp"], daemon.udp.to_string());
+
+    let phone = new_device(
+        &daemon,
+        &json!({"id": "phone", "profile": "synced-passkey",
+                "aaguid": "01234567-89ab-cdef-0123-456789abcdef"}),
+    );
+    assert_eq!(phone["authenticatorId"], "phone");
+    assert_eq!(phone["profile"], "synced-passkey");
+    assert_eq!(phone["plugged"], true);
+    assert_eq!(
+        phone["properties"]["aaguid"],
+        "01234567-89ab-cdef-0123-456789abcdef"
+    );
+    assert_ne!(udp_of(&phone), daemon.udp);
+    let anonymous = new_device(&daemon, &json!({"profile": "platform"}));
+    assert!(
+        anonymous["authenticatorId"]
+            .as_str()
+            .unwrap()
+            .starts_with("device-")
+    );
+    assert_eq!(anonymous["properties"]["transport"], "internal");
+
+    // Refused: a taken ID, a bad one, an unknown profile, a bad override, a non-loopback lane.
+    for (body, status) in [
+        (json!({"id": "phone"}), 409),
+        (json!({"id": "no spaces"}), 400),
+        (json!({"profile": "toaster"}), 400),
+        (json!({"counter": "sometimes"}), 400),
+        (json!({"udp": "0.0.0.0:0"}), 400),
+        (json!({"udp": 7}), 400),
+    ] {
+        refused(
+            daemon.gateway,
+            "POST",
+            "/v1/control/devices",
+            body.to_string().as_bytes(),
+            status,
+        );
+    }
+    refused(daemon.gateway, "POST", "/v1/control/devices", b"[]", 400);
+    refused(
+        daemon.gateway,
+        "GET",
+        "/v1/control/devices/absent",
+        b"",
+        404,
+    );
+    refused(
+        daemon.gateway,
+        "DELETE",
+        "/v1/control/devices/default",
+        b"",
+        409,
+    );
+
+    // Each device on its own UDP lane: a credential made on the phone is not on the default.
+    control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/phone/prefer",
+        &Json::Null,
+    );
+    let made = register(&daemon, b"user-1");
+    assert_eq!(credentials(&daemon, "phone").len(), 1);
+    assert!(credentials(&daemon, "default").is_empty());
+    let over_udp = login_over_udp(udp_of(&phone)).unwrap();
+    assert_eq!(over_udp["id"], made["id"]);
+    let data = verify(&over_udp, &credentials(&daemon, "phone")[0]);
+    assert_eq!(sign_count(&data), 0, "a synced passkey counts nothing");
+    assert_eq!(flags(&data) & 0x18, 0x18, "BE and BS");
+    let missing = login_over_udp(daemon.udp).unwrap_err();
+    assert!(missing.starts_with("NotAllowedError"), "{missing}");
+
+    // Removal: the lane closes, the ID is free again.
+    control(
+        daemon.gateway,
+        "DELETE",
+        "/v1/control/devices/phone",
+        &Json::Null,
+    );
+    refused(daemon.gateway, "GET", "/v1/control/devices/phone", b"", 404);
+    assert!(login_over_udp(udp_of(&phone)).is_err());
+    new_device(&daemon, &json!({"id": "phone"}));
+}
+
+#[test]
+fn a_synced_passkey_appears_on_a_clone_and_a_lost_phone_answers_nothing() {
+    let daemon = start(Config::security_key());
+    new_device(
+        &daemon,
+        &json!({"id": "phone", "profile": "synced-passkey"}),
+    );
+    control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/phone/prefer",
+        &Json::Null,
+    );
+    let made = register(&daemon, b"user-2");
+    let clone = control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/phone/clone",
+        &json!({"id": "new-phone"}),
+    );
+    assert_eq!(clone["profile"], "synced-passkey");
+    let copied = credentials(&daemon, "new-phone");
+    assert_eq!(copied.len(), 1);
+    let original = &credentials(&daemon, "phone")[0];
+    assert_eq!(copied[0]["credentialId"], original["credentialId"]);
+    assert_eq!(
+        copied[0]["privateKey"], original["privateKey"],
+        "the same key material"
+    );
+
+    // The old phone is lost: the gateway finds the passkey on the new one.
+    control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/phone/plug",
+        &json!({"plugged": false}),
+    );
+    assert_eq!(device(&daemon, "phone")["plugged"], false);
+    let login = login_through_gateway(&daemon, 30_000);
+    assert_eq!(login["ok"]["id"], made["id"], "{login}");
+    let data = verify(&login["ok"], original);
+    assert_eq!(flags(&data) & 0x18, 0x18);
+    let events = control(
+        daemon.gateway,
+        "GET",
+        "/v1/control/events?after=0&timeout=0",
+        &Json::Null,
+    );
+    let asserted: Vec<&Json> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["type"] == "credentialAsserted")
+        .collect();
+    assert_eq!(asserted.last().unwrap()["authenticatorId"], "new-phone");
+
+    // A lost device answers nothing on its own lane, as a missing key: the host times out.
+    let started = Instant::now();
+    let lost = login_over_udp(udp_of(&device(&daemon, "phone"))).unwrap_err();
+    assert!(started.elapsed() >= Duration::from_secs(1), "{lost}");
+
+    // Every device with the passkey gone or unplugged: the ceremony waits for a key until its
+    // lifetime ends (NotAllowedError), as a browser does with nothing plugged in.
+    control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/new-phone/plug",
+        &json!({"plugged": false}),
+    );
+    control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/default/plug",
+        &json!({"plugged": false}),
+    );
+    let started = Instant::now();
+    let nothing = login_through_gateway(&daemon, 10_000);
+    assert_eq!(nothing["error"]["name"], "NotAllowedError", "{nothing}");
+    assert!(started.elapsed() >= Duration::from_secs(9));
+
+    // Plugged back in: the phone still has it.
+    control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/phone/plug",
+        &json!({"plugged": true}),
+    );
+    let back = login_through_gateway(&daemon, 30_000);
+    assert_eq!(back["ok"]["id"], made["id"], "{back}");
+}
+
+#[test]
+fn a_cloned_security_key_counts_on_its_own() {
+    let daemon = start(Config::security_key());
+    let made = register(&daemon, b"user-3");
+    let clone = control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/default/clone",
+        &json!({"id": "cloned"}),
+    );
+    assert_eq!(clone["profile"], "security-key");
+    let exported = credentials(&daemon, "default")[0].clone();
+    let on = |udp| {
+        let response = login_over_udp(udp).unwrap();
+        assert_eq!(response["id"], made["id"]);
+        let data = verify(&response, &exported);
+        assert_eq!(flags(&data) & 0x18, 0, "a device-bound key: BE=0, BS=0");
+        sign_count(&data)
+    };
+    let first = on(daemon.udp);
+    let second = on(daemon.udp);
+    let cloned = on(udp_of(&clone));
+    assert!(second > first);
+    // The clone resumes from where the original was when copied: an RP that remembers the
+    // original's last counter sees the clone go backwards.
+    assert!(
+        cloned <= first,
+        "clone {cloned} vs original {first}, {second}"
+    );
+}
+
+#[test]
+fn sync_brings_two_devices_credentials_together_and_reset_wipes_one() {
+    let daemon = start(Config::security_key());
+    new_device(
+        &daemon,
+        &json!({"id": "laptop", "profile": "synced-passkey"}),
+    );
+    new_device(
+        &daemon,
+        &json!({"id": "tablet", "profile": "synced-passkey"}),
+    );
+    for (id, user) in [("laptop", b"user-l"), ("tablet", b"user-t")] {
+        control(
+            daemon.gateway,
+            "POST",
+            &format!("/v1/control/devices/{id}/prefer"),
+            &Json::Null,
+        );
+        register(&daemon, user);
+    }
+    let synced = control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/laptop/sync",
+        &json!({"with": "tablet"}),
+    );
+    assert_eq!(synced["copied"], json!({"laptop": 1, "tablet": 1}));
+    let ids = |id| {
+        let mut ids: Vec<String> = credentials(&daemon, id)
+            .iter()
+            .map(|c| c["credentialId"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids("laptop"), ids("tablet"));
+    assert_eq!(ids("laptop").len(), 2);
+    // Again: nothing more to copy.
+    let again = control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/tablet/sync",
+        &json!({"with": "laptop"}),
+    );
+    assert_eq!(again["copied"], json!({"laptop": 0, "tablet": 0}));
+    refused(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/tablet/sync",
+        br#"{"with": "tablet"}"#,
+        400,
+    );
+    refused(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/tablet/sync",
+        br#"{"with": "absent"}"#,
+        404,
+    );
+
+    control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/tablet/reset",
+        &Json::Null,
+    );
+    assert!(credentials(&daemon, "tablet").is_empty());
+    assert_eq!(credentials(&daemon, "laptop").len(), 2);
+}
