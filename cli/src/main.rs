@@ -10,6 +10,7 @@ mod browser;
 mod ceremony;
 mod client;
 mod demo;
+mod device;
 mod doctor;
 mod serve;
 
@@ -60,6 +61,10 @@ enum Command {
     /// Connect Chromium to a daemon's browser gateway (`serve --browser`): the WebAuthn proxy
     /// extension and its native-messaging host (docs/browser.md).
     Browser(browser::BrowserArgs),
+    /// The devices of a running `fidelio serve --browser`: new, list, show, clone, sync,
+    /// unplug/plug, prefer, reset, rm, export/import credentials, fault injection
+    /// (docs/devices.md).
+    Device(device::DeviceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +137,7 @@ fn main() -> ExitCode {
         Command::Attestation(AttestationCommand::Show { dir }) => attestation::show(&dir),
         Command::Doctor(args) => return doctor::run(&args),
         Command::Browser(args) => browser::run(&args),
+        Command::Device(args) => device::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
