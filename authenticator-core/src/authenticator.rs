@@ -77,6 +77,8 @@ pub struct Authenticator<P: Platform> {
     pub(crate) pin: crate::pin::PinState,
     /// An authenticatorLargeBlobs write in progress (lost by a power cycle).
     pub(crate) large_blobs: crate::large_blobs::LargeBlobState,
+    /// The test-fault hooks, all off unless a host turns them on ([`crate::hooks`]).
+    pub(crate) hooks: crate::hooks::Hooks,
 }
 
 impl<P: Platform> Authenticator<P> {
@@ -92,6 +94,7 @@ impl<P: Platform> Authenticator<P> {
             powered_up_ms,
             pin: crate::pin::PinState::default(),
             large_blobs: crate::large_blobs::LargeBlobState::default(),
+            hooks: crate::hooks::Hooks::default(),
         }
     }
 
@@ -103,6 +106,17 @@ impl<P: Platform> Authenticator<P> {
     /// Changes settings (knobs a tester turns between ceremonies).
     pub fn config_mut(&mut self) -> &mut Config {
         &mut self.config
+    }
+
+    /// The test-fault hooks ([`crate::hooks`]).
+    pub fn hooks(&self) -> &crate::hooks::Hooks {
+        &self.hooks
+    }
+
+    /// Turns test-fault hooks on or off ([`crate::hooks`]): deliberate misbehaviour for
+    /// testing clients and relying parties. A device in service leaves them off.
+    pub fn hooks_mut(&mut self) -> &mut crate::hooks::Hooks {
+        &mut self.hooks
     }
 
     /// The platform, for inspection.

@@ -309,11 +309,16 @@ impl<P: Platform> Authenticator<P> {
         let flag_bits = (flag_bits & !(flags::BE | flags::BS))
             | self.credential_backup_flags(credential.record.as_ref());
         let sign_count = self.assertion_count(credential, rp_id_hash)?;
-        let mut message =
-            authenticator_data(rp_id_hash, flag_bits, sign_count, None, outputs.as_ref());
+        let mut message = authenticator_data(
+            rp_id_hash,
+            self.hooks.flags(flag_bits),
+            self.hooks.count(sign_count),
+            None,
+            outputs.as_ref(),
+        );
         let auth_data_len = message.len();
         message.extend_from_slice(client_data_hash);
-        let signature = credential.key.sign(&message)?;
+        let signature = self.hooks.sign(&credential.key, &mut message)?;
         message.truncate(auth_data_len);
 
         let mut entries = alloc::vec![

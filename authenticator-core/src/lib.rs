@@ -37,6 +37,7 @@ mod credential_management;
 pub mod extensions;
 mod get_assertion;
 mod get_info;
+pub mod hooks;
 pub mod large_blobs;
 mod make_credential;
 pub mod pin;
@@ -46,6 +47,7 @@ pub mod u2f;
 
 pub use authenticator::{Authenticator, command};
 pub use config::{AttestationMode, BatchAttestation, Config, CounterMode};
+pub use hooks::{FlagsOverride, Hooks};
 
 /// Runs a future to completion on the current thread by polling it in a loop.
 ///

@@ -308,8 +308,8 @@ impl<P: Platform> Authenticator<P> {
         }
         let auth_data = authenticator_data(
             &rp_id_hash,
-            flag_bits,
-            sign_count,
+            self.hooks.flags(flag_bits),
+            self.hooks.count(sign_count),
             Some((&self.config.aaguid, &credential_id, &public_key)),
             extensions.as_ref(),
         );
@@ -503,10 +503,11 @@ impl<P: Platform> Authenticator<P> {
             message.extend_from_slice(client_data_hash);
             message
         };
+        let hooks = self.hooks;
         match mode {
             AttestationMode::None => Ok(("none", cbor::map(Vec::new()))),
             AttestationMode::SelfAttestation => {
-                let signature = credential_key.sign(&signed())?;
+                let signature = hooks.sign(credential_key, &mut signed())?;
                 Ok((
                     "packed",
                     cbor::map(alloc::vec![
@@ -521,7 +522,7 @@ impl<P: Platform> Authenticator<P> {
             AttestationMode::Batch(batch) => {
                 let batch_key = PrivateKey::from_secret(Algorithm::Es256, &batch.private_key)
                     .ok_or(StatusCode::Other)?;
-                let signature = batch_key.sign(&signed())?;
+                let signature = hooks.sign(&batch_key, &mut signed())?;
                 let chain = batch
                     .certificates
                     .iter()

@@ -298,7 +298,10 @@ impl<P: Platform> Authenticator<P> {
         signed.extend_from_slice(challenge);
         signed.extend_from_slice(&key_handle);
         signed.extend_from_slice(&public_key);
-        let signature = attestation_key.sign(&signed).map_err(internal)?;
+        let signature = self
+            .hooks
+            .sign(&attestation_key, &mut signed)
+            .map_err(internal)?;
 
         let mut response = Vec::with_capacity(
             2 + public_key.len() + key_handle.len() + certificate.len() + signature.len() + 2,
@@ -360,6 +363,10 @@ impl<P: Platform> Authenticator<P> {
             }
             _ => 0x00,
         };
+        let user_presence = match self.hooks.flags.and_then(|forced| forced.up) {
+            Some(up) => u8::from(up),
+            None => user_presence,
+        };
 
         let stored = found
             .stored
@@ -367,14 +374,17 @@ impl<P: Platform> Authenticator<P> {
             .map(|(partition, record)| (*partition, record));
         let counter = self
             .count_signature(application, key_handle, stored)
-            .map_err(internal)?
-            .to_be_bytes();
+            .map_err(internal)?;
+        let counter = self.hooks.count(counter).to_be_bytes();
         let mut signed = Vec::with_capacity(32 + 1 + 4 + 32);
         signed.extend_from_slice(application);
         signed.push(user_presence);
         signed.extend_from_slice(&counter);
         signed.extend_from_slice(challenge);
-        let signature = sealed.key.sign(&signed).map_err(internal)?;
+        let signature = self
+            .hooks
+            .sign(&sealed.key, &mut signed)
+            .map_err(internal)?;
 
         let mut response = Vec::with_capacity(1 + 4 + signature.len() + 2);
         response.push(user_presence);
