@@ -97,6 +97,12 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     browser_pin: Option<String>,
+    /// Write every event of every device to FILE as JSON lines, appended (created 0600): each
+    /// CTAP operation with its time, device, lane, command, RP ID, credential ID, result and
+    /// latency, and the credential, lifecycle and fault events. No secrets are ever in it.
+    /// Meant as a CI artifact.
+    #[arg(long, value_name = "FILE")]
+    event_log: Option<PathBuf>,
 }
 
 /// Runs the daemon.
@@ -133,6 +139,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         uhid: args.uhid,
         usbip: args.usbip,
         browser: browser.clone(),
+        event_log: args.event_log.clone(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

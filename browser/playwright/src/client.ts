@@ -107,9 +107,9 @@ export class FidelioClient {
   }
 
   /**
-   * WebDriver "Add Virtual Authenticator": reconfigures the daemon's device with `options` and
-   * wipes it; resolves with its ID. A daemon hosts one device today: a second add without a
-   * remove rejects with 409 `Unsupported`.
+   * WebDriver "Add Virtual Authenticator": reconfigures the daemon's default device with
+   * `options` and wipes it; resolves with its ID. A second add without a remove starts a new
+   * device (its own ID; use `new FidelioClient(gateway, id)` to drive it).
    */
   async addAuthenticator(options: VirtualAuthenticatorOptions = {}): Promise<string> {
     const added = await this.request<{ authenticatorId: string }>(

@@ -5,20 +5,27 @@
 //! locks. The loop owns the [`CtapHid`] state; the authenticator moves into the future that
 //! processes a request and comes back with the response, so packets keep flowing — KEEPALIVE
 //! every 100 ms, CHANNEL_BUSY for other channels, CANCEL — while the core waits for the user.
+//!
+//! Injected faults (`faults.rs`) are planned at each request's start and applied here: a
+//! status answered without the core, a delay, presence/UV outcomes (through
+//! [`PresenceSignals`]), the core's hooks and a swapped attestation for the one request, and
+//! outgoing reports dropped or delayed; at the answer they are counted and logged as
+//! `faultInjected` events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use authenticator_core::{Authenticator, Platform};
+use authenticator_core::{AttestationMode, Authenticator, Hooks, Platform, StatusCode};
 use fidelio_ctaphid::{BROADCAST_CHANNEL, CtapHid, KeepaliveStatus, PACKET_SIZE, RequestKind};
 use serde_json::{Value as Json, json};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ctap_log;
+use crate::faults::{self, RequestPlan};
 use crate::presence::PresenceSignals;
 use crate::virtual_auth::{EventLog, Observation, VirtualCommand, VirtualState};
 
@@ -192,6 +199,12 @@ async fn run_device<P: Platform + 'static>(
     shutdown: impl Future<Output = ()>,
     extras: Option<DeviceExtras>,
 ) {
+    // Where `faultInjected` and `operation` events go.
+    let fault_log = extras
+        .as_ref()
+        .map(|extras| (extras.id.clone(), extras.events.clone()));
+    // The request in progress, for its `operation` event.
+    let mut operation: Option<crate::operation::Started> = None;
     let mut virtual_state = extras.map(|extras| {
         VirtualState::new(
             extras.id,
@@ -211,6 +224,9 @@ async fn run_device<P: Platform + 'static>(
     // What the request in progress was, for the log: CBOR command byte or U2F INS.
     let mut current = (RequestKind::Cbor, 0u8);
     let mut deferred: Vec<ControlRequest> = Vec::new();
+    // The faults of the request in progress, and what they change on the way out.
+    let mut faulted: Option<Faulted> = None;
+    let mut outgoing = OutgoingFaults::default();
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -240,8 +256,53 @@ async fn run_device<P: Platform + 'static>(
                         let from = routes.get(&request.channel).copied();
                         state.observe_request(&mut authenticator, kind, &request.payload, from)
                     });
+                    if fault_log.is_some() {
+                        let lane = routes.get(&request.channel).copied().map(lane_name);
+                        operation =
+                            Some(crate::operation::Started::new(kind, &request.payload, lane));
+                    }
+                    let plan = signals.with_faults(|set| set.plan(request_command(current)));
+                    signals.set_request_faults(plan.presence);
+                    outgoing.begin(plan.drop_reports, plan.report_delay);
+                    let (status_override, delay) = (plan.status, plan.delay);
+                    if !plan.is_empty() {
+                        *authenticator.hooks_mut() = plan.hooks;
+                        let replaced = plan.attestation.clone().map(|mode| {
+                            std::mem::replace(&mut authenticator.config_mut().attestation, mode)
+                        });
+                        if status_override.is_some() {
+                            // The command does not run: nothing to observe.
+                            observed = None;
+                        }
+                        let lane = routes.get(&request.channel).copied().map(lane_name);
+                        faulted = Some(Faulted {
+                            plan,
+                            replaced,
+                            lane,
+                        });
+                    }
                     let payload = request.payload;
+                    let cancel = signals.clone();
                     processing = Some(Box::pin(async move {
+                        // An injected delay: a slow device, still sending KEEPALIVE (PROCESSING)
+                        // and, for CBOR, still cancellable.
+                        if let Some(delay) = delay {
+                            if kind == RequestKind::Cbor {
+                                tokio::select! {
+                                    () = tokio::time::sleep(delay) => {}
+                                    () = cancel.cancelled() => {
+                                        let cancelled = vec![StatusCode::KeepaliveCancel.to_byte()];
+                                        return (authenticator, cancelled);
+                                    }
+                                }
+                            } else {
+                                tokio::time::sleep(delay).await;
+                            }
+                        }
+                        // An injected status: answered without running the command.
+                        if let Some(status) = status_override {
+                            return (authenticator, vec![status]);
+                        }
                         // KEEPALIVE goes out while either waits for the user (CTAP 2.1 sends it
                         // for MSG too); CANCEL only applies to CBOR, as CTAPHID defines it.
                         let response = match kind {
@@ -254,7 +315,7 @@ async fn run_device<P: Platform + 'static>(
                 None => idle = Some(authenticator),
             }
         }
-        flush(&mut hid, &routes, outbound.as_ref());
+        flush(&mut hid, &routes, outbound.as_ref(), &mut outgoing);
 
         tokio::select! {
             packet = inbound.recv() => {
@@ -280,7 +341,20 @@ async fn run_device<P: Platform + 'static>(
                     tracing::info!(target: "ctap", "← {described}");
                 }
                 hid.respond(&response, now());
+                // The answer leaves under its own request's HID faults, which end with it.
+                flush(&mut hid, &routes, outbound.as_ref(), &mut outgoing);
+                outgoing.begin(0, None);
                 let mut authenticator = authenticator;
+                let fired = signals.take_request_faults_fired();
+                if let Some(faulted) = faulted.take() {
+                    let log = fault_log.as_ref();
+                    settle_faults(
+                        faulted, &mut authenticator, &signals, fired, current, &response, log,
+                    );
+                }
+                if let (Some((id, events)), Some(started)) = (fault_log.as_ref(), operation.take()) {
+                    events.record("operation", id, started.finish(&response));
+                }
                 if let (Some(state), Some(observation)) = (virtual_state.as_mut(), observed.take()) {
                     state.observe_response(&mut authenticator, observation, &response);
                 }
@@ -297,6 +371,7 @@ async fn run_device<P: Platform + 'static>(
                     let _ = reply.send(answer);
                 }
             }
+            () = outgoing.due() => outgoing.send_due(outbound.as_ref()),
             _ = tick.tick() => {
                 let status = if signals.waiting_for_user() { KeepaliveStatus::UpNeeded } else { KeepaliveStatus::Processing };
                 hid.set_keepalive_status(status);
@@ -342,7 +417,15 @@ fn control_command<P: Platform>(
 ) -> Json {
     match command {
         ControlCommand::Virtual(command) => match (virtual_state, idle.as_mut()) {
-            (Some(state), Some(authenticator)) => state.execute(command, authenticator, signals),
+            (Some(state), Some(authenticator)) => {
+                // Adding or removing the authenticator gives a clean device: no faults either.
+                let fresh = matches!(command, VirtualCommand::Add(_) | VirtualCommand::Remove);
+                let answer = state.execute(command, authenticator, signals);
+                if fresh && answer.get("status").and_then(Json::as_u64) == Some(200) {
+                    signals.with_faults(faults::FaultSet::clear);
+                }
+                answer
+            }
             (None, _) => json!({"status": 404, "body": {"error": {
                 "name": "NotFound", "message": "this device has no control API"}}}),
             (_, None) => json!({"status": 503, "body": {"error": {
@@ -392,14 +475,140 @@ fn learn_allocated_channel(routes: &mut HashMap<u32, Peer>, out: &[u8; PACKET_SI
     }
 }
 
-fn flush(hid: &mut CtapHid, routes: &HashMap<u32, Peer>, outbound: &dyn Outbound) {
+fn flush(
+    hid: &mut CtapHid,
+    routes: &HashMap<u32, Peer>,
+    outbound: &dyn Outbound,
+    outgoing: &mut OutgoingFaults,
+) {
     while let Some(out) = hid.next_outgoing() {
         match routes.get(&channel_of(&out)) {
-            Some(peer) => outbound.send(peer, &out),
+            Some(peer) => outgoing.send(outbound, *peer, out),
             None => tracing::debug!(
                 "dropping a report for channel {:08x} with no peer",
                 channel_of(&out)
             ),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Injected faults (`faults.rs`).
+
+/// The faults of the request in progress.
+struct Faulted {
+    plan: RequestPlan,
+    /// The configured attestation, while an attestation fault's stands in for it.
+    replaced: Option<AttestationMode>,
+    /// The lane the request came from.
+    lane: Option<&'static str>,
+}
+
+/// A request's command, as faults name it: the CBOR command byte or the U2F INS.
+fn request_command((kind, byte): (RequestKind, u8)) -> faults::Command {
+    match kind {
+        RequestKind::Cbor => faults::Command::Ctap(byte),
+        RequestKind::Msg => faults::Command::U2f(byte),
+    }
+}
+
+fn lane_name(peer: Peer) -> &'static str {
+    match peer {
+        Peer::Udp(_) => "udp",
+        Peer::Uhid => "uhid",
+        Peer::Usbip => "usbip",
+        Peer::Gateway(_) => "gateway",
+    }
+}
+
+/// At a faulted request's answer: the authenticator back to normal, the faults that took
+/// effect counted, and a `faultInjected` event for each.
+fn settle_faults<P: Platform>(
+    faulted: Faulted,
+    authenticator: &mut Authenticator<P>,
+    signals: &PresenceSignals,
+    presence: crate::presence::PresenceFaultsFired,
+    request: (RequestKind, u8),
+    response: &[u8],
+    log: Option<&(String, Rc<EventLog>)>,
+) {
+    *authenticator.hooks_mut() = Hooks::default();
+    if let Some(attestation) = faulted.replaced {
+        authenticator.config_mut().attestation = attestation;
+    }
+    let succeeded = match request.0 {
+        RequestKind::Cbor => response.first() == Some(&0),
+        RequestKind::Msg => response.ends_with(&[0x90, 0x00]),
+    };
+    let outcome = faults::Outcome {
+        presence,
+        succeeded,
+    };
+    let fired = signals.with_faults(|set| set.settle(&faulted.plan, outcome));
+    for fault in fired {
+        tracing::info!(
+            "fault {} ({}) injected into {}",
+            fault.fault_id,
+            fault.fault_type,
+            fault.command.name()
+        );
+        if let Some((id, events)) = log {
+            events.push("faultInjected", id, fault.event_fields(faulted.lane));
+        }
+    }
+}
+
+/// Outgoing reports under HID faults: the request's first N dropped, each one delayed.
+#[derive(Debug, Default)]
+struct OutgoingFaults {
+    /// Reports still to drop.
+    drop: u32,
+    /// How late each report goes out.
+    delay: Option<Duration>,
+    /// Reports waiting for their time, in order.
+    queue: VecDeque<(tokio::time::Instant, Peer, [u8; PACKET_SIZE])>,
+}
+
+impl OutgoingFaults {
+    /// A request starts: its HID faults.
+    fn begin(&mut self, drop: u32, delay: Option<Duration>) {
+        self.drop = drop;
+        self.delay = delay;
+    }
+
+    fn send(&mut self, outbound: &dyn Outbound, to: Peer, packet: [u8; PACKET_SIZE]) {
+        if self.drop > 0 {
+            self.drop = self.drop.saturating_sub(1);
+            tracing::debug!(
+                "fault: dropping a report for channel {:08x}",
+                channel_of(&packet)
+            );
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        match self.delay {
+            Some(delay) => self.queue.push_back((now + delay, to, packet)),
+            // Behind reports still waiting: order is kept.
+            None if !self.queue.is_empty() => self.queue.push_back((now, to, packet)),
+            None => outbound.send(&to, &packet),
+        }
+    }
+
+    /// Resolves when the first waiting report is due (never, with none waiting).
+    async fn due(&self) {
+        match self.queue.front() {
+            Some((at, _, _)) => tokio::time::sleep_until(*at).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Sends the reports that are due.
+    fn send_due(&mut self, outbound: &dyn Outbound) {
+        let now = tokio::time::Instant::now();
+        while self.queue.front().is_some_and(|(at, _, _)| *at <= now) {
+            if let Some((_, to, packet)) = self.queue.pop_front() {
+                outbound.send(&to, &packet);
+            }
         }
     }
 }

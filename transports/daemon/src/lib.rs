@@ -18,6 +18,9 @@ pub mod control;
 pub mod ctap_log;
 pub mod device;
 pub mod devices;
+pub mod exchange;
+pub mod faults;
+pub mod operation;
 pub mod presence;
 pub mod udp;
 pub mod uhid;
@@ -73,6 +76,9 @@ pub struct ServeOptions {
     /// Also serve the browser gateway (WebAuthn ceremonies over loopback HTTP for the Chromium
     /// extension; `None`: off).
     pub browser: Option<browser::BrowserOptions>,
+    /// Write every event of every device (operations, credentials, lifecycle, faults) to this
+    /// file as JSON lines (`None`: nowhere).
+    pub event_log: Option<PathBuf>,
 }
 
 /// Why the daemon could not start or stopped with an error.
@@ -82,6 +88,8 @@ pub enum ServeError {
     State(fidelio_host::OpenError),
     /// A lane could not bind.
     Bind(udp::BindError),
+    /// The event log file could not be opened.
+    EventLog(PathBuf, std::io::Error),
     /// The control interface could not bind.
     Control(SocketAddr, std::io::Error),
     /// Signal handlers could not be installed.
@@ -99,6 +107,9 @@ impl std::fmt::Display for ServeError {
         match self {
             ServeError::State(error) => write!(f, "{error}"),
             ServeError::Bind(error) => write!(f, "{error}"),
+            ServeError::EventLog(path, error) => {
+                write!(f, "cannot open the event log {}: {error}", path.display())
+            }
             ServeError::Control(address, error) => {
                 write!(
                     f,
@@ -219,6 +230,12 @@ async fn serve_with<S: Store + 'static>(
     let mut lanes = device::Lanes::new();
     lanes.push(lane.outbound());
     let events = Rc::new(virtual_auth::EventLog::new());
+    if let Some(path) = &options.event_log {
+        events
+            .write_to(path)
+            .map_err(|error| ServeError::EventLog(path.clone(), error))?;
+        tracing::info!("event log: {}", path.display());
+    }
     let ctaphid = fidelio_ctaphid::Config {
         max_msg_size,
         // CTAP2 and CTAP1/U2F (no NMSG): MSG requests go to the core's U2F handler.

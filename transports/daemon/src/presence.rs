@@ -1,7 +1,7 @@
 //! User presence for the daemon: automatic, refused, or asked on the terminal; always
 //! cancellable by the host (CTAPHID CANCEL) while it waits.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -35,6 +35,38 @@ impl std::str::FromStr for PresenceMode {
     }
 }
 
+/// How presence goes wrong for one request (fault injection, `faults.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceFault {
+    /// The user declines: refused at once (`CTAP2_ERR_OPERATION_DENIED`).
+    Deny,
+    /// Nobody answers: after `ms` (default: the request's own presence timeout) the request
+    /// times out (`CTAP2_ERR_USER_ACTION_TIMEOUT`). A CANCEL ends the wait.
+    Timeout {
+        /// How long to wait, in milliseconds.
+        ms: Option<u32>,
+    },
+}
+
+/// The presence faults in force for the request in progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PresenceFaults {
+    /// Every presence (and built-in UV) question of the request ends this way.
+    pub presence: Option<PresenceFault>,
+    /// Built-in user verification does not recognise the user
+    /// (`PresenceOutcome::VerificationFailed`).
+    pub uv_fails: bool,
+}
+
+/// Which of the request's presence faults took effect (were asked at all).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PresenceFaultsFired {
+    /// The presence fault answered a question.
+    pub presence: bool,
+    /// The UV fault failed a built-in verification.
+    pub uv: bool,
+}
+
 /// State shared between the presence source and the transport loop.
 #[derive(Debug, Default)]
 pub struct PresenceSignals {
@@ -51,6 +83,13 @@ pub struct PresenceSignals {
     built_in_uv: Cell<Option<BuiltInUv>>,
     /// Built-in user verification does not recognise the user (`isUserVerified: false`).
     uv_fails: Cell<bool>,
+    /// The injected faults of this device (the control API's `…/faults`), planned by the
+    /// device loop at each request.
+    injected: RefCell<crate::faults::FaultSet>,
+    /// The presence faults of the request in progress.
+    request_faults: Cell<PresenceFaults>,
+    /// Which of them took effect.
+    request_faults_fired: Cell<PresenceFaultsFired>,
 }
 
 impl PresenceSignals {
@@ -100,6 +139,36 @@ impl PresenceSignals {
     /// Whether built-in user verification recognises the user.
     pub fn user_verified(&self) -> bool {
         !self.uv_fails.get()
+    }
+
+    /// Works on this device's injected faults.
+    pub fn with_faults<R>(&self, work: impl FnOnce(&mut crate::faults::FaultSet) -> R) -> R {
+        work(&mut self.injected.borrow_mut())
+    }
+
+    /// The presence faults of the request that starts now (none: [`PresenceFaults::default`]).
+    pub fn set_request_faults(&self, faults: PresenceFaults) {
+        self.request_faults.set(faults);
+        self.request_faults_fired
+            .set(PresenceFaultsFired::default());
+    }
+
+    /// At the end of a request: which of its presence faults took effect; they are off
+    /// again.
+    pub fn take_request_faults_fired(&self) -> PresenceFaultsFired {
+        self.request_faults.set(PresenceFaults::default());
+        self.request_faults_fired.take()
+    }
+
+    /// Resolves once the host has cancelled the pending command.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.wake.notified();
+            if self.cancelled.get() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -177,12 +246,27 @@ impl DaemonPresence {
     }
 
     async fn cancelled(&self) {
-        loop {
-            let notified = self.signals.wake.notified();
-            if self.signals.cancelled.get() {
-                return;
+        self.signals.cancelled().await;
+    }
+
+    /// An injected presence fault's answer.
+    async fn faulted(
+        &self,
+        fault: PresenceFault,
+        request: &PresenceRequest<'_>,
+    ) -> PresenceOutcome {
+        let mut fired = self.signals.request_faults_fired.get();
+        fired.presence = true;
+        self.signals.request_faults_fired.set(fired);
+        match fault {
+            PresenceFault::Deny => PresenceOutcome::Denied,
+            PresenceFault::Timeout { ms } => {
+                let wait = Duration::from_millis(u64::from(ms.unwrap_or(request.timeout_ms)));
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => PresenceOutcome::TimedOut,
+                    () = self.cancelled() => PresenceOutcome::Cancelled,
+                }
             }
-            notified.await;
         }
     }
 }
@@ -198,16 +282,22 @@ impl Presence for DaemonPresence {
             Some(false) => PresenceMode::Deny,
             None => self.mode,
         };
-        let mut outcome = match mode {
-            PresenceMode::Auto => PresenceOutcome::Granted,
-            PresenceMode::Deny => PresenceOutcome::Denied,
-            PresenceMode::Prompt => self.ask_terminal(&request).await,
+        let faults = self.signals.request_faults.get();
+        let mut outcome = match (faults.presence, mode) {
+            (Some(fault), _) => self.faulted(fault, &request).await,
+            (None, PresenceMode::Auto) => PresenceOutcome::Granted,
+            (None, PresenceMode::Deny) => PresenceOutcome::Denied,
+            (None, PresenceMode::Prompt) => self.ask_terminal(&request).await,
         };
-        if outcome == PresenceOutcome::Granted
-            && request.kind == PresenceKind::UserVerification
-            && self.signals.uv_fails.get()
-        {
-            outcome = PresenceOutcome::VerificationFailed;
+        if outcome == PresenceOutcome::Granted && request.kind == PresenceKind::UserVerification {
+            if faults.uv_fails {
+                let mut fired = self.signals.request_faults_fired.get();
+                fired.uv = true;
+                self.signals.request_faults_fired.set(fired);
+                outcome = PresenceOutcome::VerificationFailed;
+            } else if self.signals.uv_fails.get() {
+                outcome = PresenceOutcome::VerificationFailed;
+            }
         }
         self.signals.waiting.set(false);
         outcome

@@ -431,6 +431,8 @@ pub enum VirtualCommand {
     SetUserVerified(bool),
     /// Presence answered with consent (true) or refused (false).
     SetUserConsenting(bool),
+    /// Fault injection: add, list, remove or clear the device's faults (`faults.rs`).
+    Faults(crate::faults::FaultCommand),
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -442,6 +444,8 @@ pub struct EventLog {
     entries: RefCell<VecDeque<Json>>,
     last: Cell<u64>,
     notify: Notify,
+    /// Where every event is also written as one JSON line (`serve --event-log`).
+    sink: RefCell<Option<std::io::LineWriter<std::fs::File>>>,
 }
 
 impl Default for EventLog {
@@ -457,29 +461,71 @@ impl EventLog {
             entries: RefCell::new(VecDeque::new()),
             last: Cell::new(0),
             notify: Notify::new(),
+            sink: RefCell::new(None),
         }
+    }
+
+    /// Also writes every event from now on to `path` as JSON lines (appended; created 0600).
+    /// Events hold no secrets: no private key, PIN or large blob is ever in one.
+    pub fn write_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let file = options.open(path)?;
+        *self.sink.borrow_mut() = Some(std::io::LineWriter::new(file));
+        Ok(())
     }
 
     /// Appends an event of this type, numbering and timing it; returns its number.
     pub fn push(&self, kind: &str, authenticator: &str, mut fields: Map<String, Json>) -> u64 {
         let seq = self.last.get().saturating_add(1);
         self.last.set(seq);
-        let time = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
         fields.insert("seq".into(), json!(seq));
-        fields.insert("type".into(), json!(kind));
-        fields.insert("authenticatorId".into(), json!(authenticator));
-        fields.insert("timeMs".into(), json!(time));
+        let event = self.stamp(kind, authenticator, fields);
+        self.write_line(&event);
         let mut entries = self.entries.borrow_mut();
         if entries.len() >= EVENT_CAPACITY {
             entries.pop_front();
         }
-        entries.push_back(Json::Object(fields));
+        entries.push_back(event);
         drop(entries);
         self.notify.notify_waiters();
         seq
+    }
+
+    /// Writes an event to the event log file only, not to the long-poll stream: the
+    /// `operation` record of every CTAP request (`operation.rs`), too many to poll for.
+    pub fn record(&self, kind: &str, authenticator: &str, fields: Map<String, Json>) {
+        if self.sink.borrow().is_some() {
+            let event = self.stamp(kind, authenticator, fields);
+            self.write_line(&event);
+        }
+    }
+
+    fn stamp(&self, kind: &str, authenticator: &str, mut fields: Map<String, Json>) -> Json {
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        fields.insert("type".into(), json!(kind));
+        fields.insert("authenticatorId".into(), json!(authenticator));
+        fields.insert("timeMs".into(), json!(time));
+        Json::Object(fields)
+    }
+
+    fn write_line(&self, event: &Json) {
+        let mut sink = self.sink.borrow_mut();
+        if let Some(writer) = sink.as_mut() {
+            use std::io::Write as _;
+            if let Err(error) = writeln!(writer, "{event}") {
+                tracing::warn!("the event log cannot be written ({error}); no more lines");
+                *sink = None;
+            }
+        }
     }
 
     /// The number of the latest event (0: none yet).
@@ -734,6 +780,9 @@ impl VirtualState {
             VirtualCommand::SetUserConsenting(consenting) => {
                 signals.set_consent(Some(consenting));
                 ok(self.describe(authenticator, signals))
+            }
+            VirtualCommand::Faults(command) => {
+                crate::faults::execute(command, authenticator, signals)
             }
         }
     }
@@ -1314,7 +1363,7 @@ impl ControlApi {
                 .map_err(|error| split_answer(invalid(format!("the body is not JSON: {error}"))))
         };
         if let ["devices", rest @ ..] = segments.as_slice() {
-            return self.devices_request(method, rest, body).await;
+            return self.devices_request(method, rest, query, body).await;
         }
         match (method, segments.as_slice()) {
             ("GET", ["events"]) => return self.events_request(query).await,
@@ -1432,6 +1481,26 @@ impl ControlApi {
                 Ok(consenting) => VirtualCommand::SetUserConsenting(consenting),
                 Err(answer) => return answer,
             },
+            // Fault injection (`faults.rs`, docs/control-api.md).
+            ("POST", ["faults"]) => {
+                let value = match parsed() {
+                    Ok(value) => value,
+                    Err(answer) => return answer,
+                };
+                match crate::faults::parse_faults(&value) {
+                    Ok(faults) => VirtualCommand::Faults(crate::faults::FaultCommand::Add(faults)),
+                    Err(message) => return split_answer(invalid(message)),
+                }
+            }
+            ("GET", ["faults"]) => VirtualCommand::Faults(crate::faults::FaultCommand::List),
+            ("DELETE", ["faults"]) => VirtualCommand::Faults(crate::faults::FaultCommand::Clear),
+            ("DELETE", ["faults", fault]) => match crate::faults::parse_fault_id(fault) {
+                Ok(id) => VirtualCommand::Faults(crate::faults::FaultCommand::Remove(id)),
+                Err(message) => return split_answer(invalid(message)),
+            },
+            (_, ["faults"] | ["faults", _]) => {
+                return split_answer(failure(405, "MethodNotAllowed", "method not allowed"));
+            }
             (
                 _,
                 [] | ["credential"] | ["credentials"] | ["credentials", _] | ["uv"] | ["presence"],
@@ -1518,6 +1587,219 @@ fn device_failure((status, message): (u16, String)) -> (u16, Json) {
         _ => "Internal",
     };
     split_answer(failure(status, name, message))
+}
+
+/// A credential of the control API's listing (with secrets) as the exchange module takes it.
+fn exchange_credential(credential: &Json) -> Result<crate::exchange::ExchangeCredential, String> {
+    let fields = Fields::of(credential)?;
+    let bytes = |name: &str| -> Result<Vec<u8>, String> {
+        fields
+            .bytes(name)?
+            .ok_or_else(|| format!("the listing has no {name:?}"))
+    };
+    let pkcs8 = Zeroizing::new(bytes("privateKey")?);
+    let private_key = private_key_from_pkcs8(&pkcs8).map_err(|error| error.to_string())?;
+    let portable = PortableCredential {
+        credential_id: bytes("credentialId")?,
+        rp_id: fields.str("rpId")?.unwrap_or_default().to_owned(),
+        discoverable: fields.bool("isResidentCredential")?.unwrap_or(false),
+        private_key,
+        user: User {
+            id: fields.bytes("userHandle")?.unwrap_or_default(),
+            name: fields.str("userName")?.map(str::to_owned),
+            display_name: fields.str("userDisplayName")?.map(str::to_owned),
+        },
+        sign_count: fields.u32("signCount")?.unwrap_or(0),
+        backup_eligible: fields.bool("backupEligibility")?.unwrap_or(false),
+        backup_state: fields.bool("backupState")?.unwrap_or(false),
+        cred_protect: fields
+            .u32("credProtect")?
+            .and_then(|level| u8::try_from(level).ok())
+            .unwrap_or(1),
+        hmac_secret: fields.bool("hmacSecret")?.unwrap_or(true),
+        cred_blob: fields.bytes("credBlob")?,
+        large_blob_key: None,
+        imported: fields.bool("imported")?.unwrap_or(false),
+    };
+    Ok(crate::exchange::ExchangeCredential {
+        credential: portable,
+        large_blob: fields.bytes("largeBlob")?,
+        created_ms: None,
+    })
+}
+
+/// An imported credential as *Add Credential* takes it (WebDriver's shape plus Fidelio's
+/// fields). Holds the private key: the caller drops it as soon as it is used.
+fn add_credential_json(exchanged: &crate::exchange::ExchangeCredential) -> Json {
+    let credential = &exchanged.credential;
+    let mut object = Map::new();
+    object.insert(
+        "credentialId".into(),
+        json!(encode_b64(&credential.credential_id)),
+    );
+    object.insert(
+        "isResidentCredential".into(),
+        json!(credential.discoverable),
+    );
+    object.insert("rpId".into(), json!(credential.rp_id));
+    let pkcs8 = private_key_to_pkcs8(&credential.private_key);
+    object.insert("privateKey".into(), json!(encode_b64(&pkcs8)));
+    if !credential.user.id.is_empty() {
+        object.insert("userHandle".into(), json!(encode_b64(&credential.user.id)));
+    }
+    object.insert("signCount".into(), json!(credential.sign_count));
+    if let Some(blob) = &exchanged.large_blob {
+        object.insert("largeBlob".into(), json!(encode_b64(blob)));
+    }
+    object.insert(
+        "backupEligibility".into(),
+        json!(credential.backup_eligible),
+    );
+    object.insert("backupState".into(), json!(credential.backup_state));
+    if let Some(name) = &credential.user.name {
+        object.insert("userName".into(), json!(name));
+    }
+    if let Some(name) = &credential.user.display_name {
+        object.insert("userDisplayName".into(), json!(name));
+    }
+    object.insert("credProtect".into(), json!(credential.cred_protect));
+    object.insert("hmacSecret".into(), json!(credential.hmac_secret));
+    if let Some(blob) = &credential.cred_blob {
+        object.insert("credBlob".into(), json!(encode_b64(blob)));
+    }
+    Json::Object(object)
+}
+
+/// Reads `name=value` from a query string.
+fn query_value<'q>(query: &'q str, name: &str) -> Option<&'q str> {
+    query.split('&').find_map(|pair| {
+        pair.strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+    })
+}
+
+impl ControlApi {
+    /// `GET /v1/control/devices/{id}/export?format=cxf|webdriver|cdp|playwright&strict=true`:
+    /// `{document, format, count, warnings}` — the document holds private keys.
+    async fn export_request(&self, id: &str, query: &str) -> (u16, Json) {
+        let name = query_value(query, "format").unwrap_or("cxf");
+        let Some(format) = crate::exchange::Format::from_name(name) else {
+            return split_answer(invalid(format!(
+                "unknown format {name:?} (cxf, webdriver, cdp, playwright)"
+            )));
+        };
+        let mut options = crate::exchange::ExportOptions::new(format);
+        options.strict = matches!(query_value(query, "strict"), Some("true" | "1"));
+        if name.eq_ignore_ascii_case("cdp") {
+            options.base64 = crate::exchange::Base64Flavor::Standard;
+        }
+        let listed = match self.credentials_of(id).await {
+            Ok(listed) => listed,
+            Err(answer) => return answer,
+        };
+        let mut credentials = Vec::with_capacity(listed.len());
+        for credential in &listed {
+            match exchange_credential(credential) {
+                Ok(exchanged) => credentials.push(exchanged),
+                Err(message) => return split_answer(failure(500, "Internal", message)),
+            }
+        }
+        drop(listed);
+        match crate::exchange::export(&credentials, &options) {
+            Ok(export) => {
+                let mut fields = Map::new();
+                fields.insert("format".into(), json!(format.name()));
+                fields.insert("count".into(), json!(export.count));
+                self.events.push("credentialsExported", id, fields);
+                (
+                    200,
+                    json!({ "ok": {
+                        "document": export.json.as_str(),
+                        "format": format.name(),
+                        "count": export.count,
+                        "warnings": export.warnings,
+                    }}),
+                )
+            }
+            Err(error) => split_answer(invalid(error.to_string())),
+        }
+    }
+
+    /// `POST /v1/control/devices/{id}/import` `{document, format?}`: `{imported, format,
+    /// warnings}`. Credentials already on the device (same RP and ID) are refused one by one
+    /// with a warning; the rest are added.
+    async fn import_request(&self, id: &str, value: &Json) -> (u16, Json) {
+        let Some(device) = self.host.control(id) else {
+            return device_failure((404, format!("no device {id:?}")));
+        };
+        let Some(document) = value.get("document").and_then(Json::as_str) else {
+            return split_answer(invalid("\"document\" (the file's text) is required"));
+        };
+        let defaults = crate::exchange::ImportDefaults::default();
+        let imported = match value.get("format").and_then(Json::as_str) {
+            None => crate::exchange::import(document, &defaults),
+            Some(name) => match crate::exchange::Format::from_name(name) {
+                Some(format) => crate::exchange::import_as(document, format, &defaults),
+                None => {
+                    return split_answer(invalid(format!(
+                        "unknown format {name:?} (cxf, webdriver, cdp, playwright)"
+                    )));
+                }
+            },
+        };
+        let imported = match imported {
+            Ok(imported) => imported,
+            Err(error) => return split_answer(invalid(error.to_string())),
+        };
+        let mut warnings = imported.warnings.clone();
+        let mut added = 0;
+        for exchanged in &imported.credentials {
+            let json = add_credential_json(exchanged);
+            let input = match CredentialInput::from_json(&json) {
+                Ok(input) => input,
+                Err(answer) => {
+                    let (_, body) = split_answer(answer);
+                    warnings.push(format!(
+                        "credential {} for {}: {}",
+                        encode_b64(&exchanged.credential.credential_id),
+                        exchanged.credential.rp_id,
+                        body.pointer("/error/message")
+                            .and_then(Json::as_str)
+                            .unwrap_or("refused")
+                    ));
+                    continue;
+                }
+            };
+            drop(json);
+            let (status, body) = self
+                .call(&device, VirtualCommand::AddCredential(Box::new(input)))
+                .await;
+            if status == 200 {
+                added += 1;
+            } else {
+                warnings.push(format!(
+                    "credential {} for {}: {}",
+                    encode_b64(&exchanged.credential.credential_id),
+                    exchanged.credential.rp_id,
+                    body.pointer("/error/message")
+                        .and_then(Json::as_str)
+                        .unwrap_or("refused")
+                ));
+            }
+        }
+        let mut fields = Map::new();
+        fields.insert("format".into(), json!(imported.format.name()));
+        fields.insert("count".into(), json!(added));
+        self.events.push("credentialsImported", id, fields);
+        (
+            200,
+            json!({ "ok": {
+                "imported": added,
+                "format": imported.format.name(),
+                "warnings": warnings,
+            }}),
+        )
+    }
 }
 
 impl ControlApi {
@@ -1649,7 +1931,13 @@ impl ControlApi {
     }
 
     /// `/v1/control/devices…` (`segments` after `devices`).
-    async fn devices_request(&self, method: &str, segments: &[&str], body: &[u8]) -> (u16, Json) {
+    async fn devices_request(
+        &self,
+        method: &str,
+        segments: &[&str],
+        query: &str,
+        body: &[u8],
+    ) -> (u16, Json) {
         let parsed = || -> Result<Json, (u16, Json)> {
             if body.is_empty() {
                 return Ok(json!({}));
@@ -1773,6 +2061,8 @@ impl ControlApi {
                 Some(()) => self.device_json(id).await,
                 None => device_failure((404, format!("no device {id:?}"))),
             },
+            ("GET", [id, "export"]) => self.export_request(id, query).await,
+            ("POST", [id, "import"]) => self.import_request(id, &value).await,
             ("POST", [id, "reset"]) => {
                 let Some(device) = self.host.control(id) else {
                     return device_failure((404, format!("no device {id:?}")));
@@ -1783,9 +2073,15 @@ impl ControlApi {
                 }
                 self.device_json(id).await
             }
-            (_, [] | [_] | [_, "clone" | "sync" | "plug" | "prefer" | "reset"]) => {
-                split_answer(failure(405, "MethodNotAllowed", "method not allowed"))
-            }
+            (
+                _,
+                []
+                | [_]
+                | [
+                    _,
+                    "clone" | "sync" | "plug" | "prefer" | "reset" | "export" | "import",
+                ],
+            ) => split_answer(failure(405, "MethodNotAllowed", "method not allowed")),
             _ => split_answer(failure(404, "NotFound", "no such control endpoint")),
         }
     }

@@ -56,6 +56,7 @@ fn start(config: Config) -> Daemon {
             token_file: Some(token_file.clone()),
             pin: None,
         }),
+        event_log: None,
     };
     let udp = common::serve_in_background(options);
     // The token file is written before the daemon says it is ready.

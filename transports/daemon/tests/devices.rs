@@ -412,3 +412,191 @@ fn sync_brings_two_devices_credentials_together_and_reset_wipes_one() {
     assert!(credentials(&daemon, "tablet").is_empty());
     assert_eq!(credentials(&daemon, "laptop").len(), 2);
 }
+
+fn export(daemon: &Daemon, id: &str, query: &str) -> Json {
+    control(
+        daemon.gateway,
+        "GET",
+        &format!("/v1/control/devices/{id}/export?{query}"),
+        &Json::Null,
+    )
+}
+
+fn import(daemon: &Daemon, id: &str, document: &Json) -> Json {
+    control(
+        daemon.gateway,
+        "POST",
+        &format!("/v1/control/devices/{id}/import"),
+        &json!({ "document": document }),
+    )
+}
+
+#[test]
+fn exports_import_elsewhere_with_byte_identical_keys() {
+    let daemon = start(Config::security_key());
+    register(&daemon, b"user-x");
+    // A second credential, non-discoverable, Ed25519.
+    let answer = gateway_call(
+        daemon.gateway,
+        "/v1/create",
+        &json!({"origin": "https://example.com", "options": {
+            "rp": {"id": "example.com", "name": "Example"},
+            "user": {"id": enc(b"user-y"), "name": "bob", "displayName": "Bob"},
+            "challenge": enc(b"c"),
+            "pubKeyCredParams": [{"type": "public-key", "alg": -8}],
+            "authenticatorSelection": {"residentKey": "discouraged"}}}),
+    );
+    assert!(answer["ok"].is_object(), "{answer}");
+    let original = credentials(&daemon, "default");
+    assert_eq!(original.len(), 2);
+    let key_of = |listed: &[Json], id: &Json| {
+        listed
+            .iter()
+            .find(|c| &c["credentialId"] == id)
+            .map(|c| b64(&c["privateKey"]))
+            .unwrap()
+    };
+    for (i, query) in [
+        "format=cxf",
+        "format=webdriver",
+        "format=cdp",
+        "format=playwright",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let exported = export(&daemon, "default", query);
+        // Playwright's authenticator signs with ES256 only: the Ed25519 one is left out.
+        let expected = if *query == "format=playwright" { 1 } else { 2 };
+        assert_eq!(exported["count"], expected, "{query}: {exported}");
+        let target = format!("copy-{i}");
+        new_device(&daemon, &json!({"id": target}));
+        let document = exported["document"].clone();
+        let imported = import(&daemon, &target, &document);
+        assert_eq!(imported["imported"], expected, "{query}: {imported}");
+        let copied = credentials(&daemon, &target);
+        assert_eq!(copied.len(), expected);
+        for credential in original
+            .iter()
+            .filter(|c| expected == 2 || c["algorithm"] == -7)
+        {
+            assert_eq!(
+                key_of(&copied, &credential["credentialId"]),
+                b64(&credential["privateKey"]),
+                "{query}: byte-identical key material"
+            );
+        }
+        // Importing again adds nothing and says why.
+        let again = import(&daemon, &target, &document);
+        assert_eq!(again["imported"], 0);
+        assert!(
+            again["warnings"].as_array().unwrap().len() >= expected,
+            "{again}"
+        );
+    }
+    // A login on an imported copy verifies with the original key.
+    let copy = device(&daemon, "copy-0");
+    let login = login_over_udp(udp_of(&copy)).unwrap();
+    verify(&login, &original[0]);
+
+    // Strict CXF: the security key's credentials have counted, so CXF may not carry them.
+    login_over_udp(daemon.udp).unwrap();
+    let strict = export(&daemon, "default", "format=cxf&strict=true");
+    assert_eq!(strict["count"], 0, "{strict}");
+    assert!(!strict["warnings"].as_array().unwrap().is_empty());
+    assert!(!strict["document"].as_str().unwrap().contains("fidelio"));
+    // Refused: an unknown format, a document that is none, a missing one.
+    refused(
+        daemon.gateway,
+        "GET",
+        "/v1/control/devices/default/export?format=pem",
+        b"",
+        400,
+    );
+    refused(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/default/import",
+        br#"{"document": "{\"not\": \"credentials\"}"}"#,
+        400,
+    );
+    refused(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/default/import",
+        b"{}",
+        400,
+    );
+}
+
+#[test]
+fn every_operation_of_every_device_is_a_line_of_the_event_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let daemon = common::http::start_with(Config::security_key(), Some(path.clone()));
+    let phone = new_device(
+        &daemon,
+        &json!({"id": "phone", "profile": "synced-passkey"}),
+    );
+    let made = register(&daemon, b"user-log");
+    login_over_udp(daemon.udp).unwrap();
+    // A failure: nothing for this RP on the phone.
+    assert!(login_over_udp(udp_of(&phone)).is_err());
+    control(
+        daemon.gateway,
+        "POST",
+        "/v1/control/devices/phone/plug",
+        &json!({"plugged": false}),
+    );
+    // Secrets pass through the control API, never into the log.
+    let listed = credentials(&daemon, "default");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Json> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let operations: Vec<&Json> = lines
+        .iter()
+        .filter(|line| line["type"] == "operation")
+        .collect();
+    let made_on_default = operations
+        .iter()
+        .find(|op| op["command"] == "authenticatorMakeCredential")
+        .unwrap();
+    assert_eq!(made_on_default["authenticatorId"], "default");
+    assert_eq!(made_on_default["lane"], "gateway");
+    assert_eq!(made_on_default["rpId"], "example.com");
+    assert_eq!(made_on_default["credentialId"], made["id"]);
+    assert_eq!(made_on_default["result"], "CTAP2_OK");
+    assert!(made_on_default["latencyMs"].as_f64().unwrap() >= 0.0);
+    assert!(made_on_default["timeMs"].as_u64().unwrap() > 0);
+    let on_phone: Vec<&&Json> = operations
+        .iter()
+        .filter(|op| op["authenticatorId"] == "phone")
+        .collect();
+    assert!(on_phone.iter().any(|op| op["lane"] == "udp"
+        && op["command"] == "authenticatorGetAssertion"
+        && op["result"] == "CTAP2_ERR_NO_CREDENTIALS"));
+    assert!(
+        operations
+            .iter()
+            .any(|op| op["authenticatorId"] == "default"
+                && op["lane"] == "udp"
+                && op["command"] == "authenticatorGetAssertion"
+                && op["credentialId"] == made["id"])
+    );
+    for kind in [
+        "deviceAdded",
+        "credentialAdded",
+        "credentialAsserted",
+        "devicePlugged",
+    ] {
+        assert!(
+            lines.iter().any(|line| line["type"] == kind),
+            "no {kind} in the log"
+        );
+    }
+    let key = listed[0]["privateKey"].as_str().unwrap();
+    assert!(!text.contains(key), "a private key in the event log");
+    assert!(!text.contains("privateKey"));
+}

@@ -43,6 +43,7 @@ fn start_daemon() -> SocketAddr {
         uhid: false,
         usbip: Some(usbip),
         browser: None,
+        event_log: None,
     };
     common::serve_in_background(options);
     usbip

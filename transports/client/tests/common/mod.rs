@@ -33,6 +33,7 @@ pub fn start_daemon_with(mut config: Config) -> SocketAddr {
         uhid: false,
         usbip: None,
         browser: None,
+        event_log: None,
     };
     let (ready_tx, ready_rx) = mpsc::channel();
     std::thread::Builder::new()

@@ -30,6 +30,11 @@ pub struct Daemon {
 }
 
 pub fn start(config: Config) -> Daemon {
+    start_with(config, None)
+}
+
+/// [`start`], writing the event log to `event_log` (JSON lines).
+pub fn start_with(config: Config, event_log: Option<std::path::PathBuf>) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("gateway.json");
     let options = ServeOptions {
@@ -48,6 +53,7 @@ pub fn start(config: Config) -> Daemon {
             token_file: Some(token_file.clone()),
             pin: None,
         }),
+        event_log,
     };
     let udp = super::serve_in_background(options);
     let written = TokenFile::read(&token_file).unwrap();
