@@ -100,3 +100,36 @@ test('passkey autofill: a conditional get() signs in with the account the test p
   expect(signedIn.id).toBe(bob.input.credentialId);
   verifyAssertion(signedIn, bob.publicKey);
 });
+
+test('a synced passkey signs in from a second device after the first is lost', async ({ page, fidelio }) => {
+  const phone = await fidelio.newDevice({ profile: 'synced-passkey' });
+  await phone.prefer();
+  await page.goto(site.url('sync.localhost'));
+  const created = await page.evaluate(register, { rpId: 'sync.localhost', userId: 'dXNlci1z' });
+  expect(created.error).toBeUndefined();
+  const [credential] = await phone.getCredentials();
+  expect(credential?.backupState).toBe(true);
+
+  const newPhone = await phone.cloneDevice();
+  await phone.unplug();
+  const signedIn = await page.evaluate(login, { rpId: 'sync.localhost' });
+  expect(signedIn.error).toBeUndefined();
+  expect(signedIn.id).toBe(created.id);
+  const authenticatorData = verifyAssertion(signedIn, publicKeyOf(credential!.privateKey));
+  expect(flags(authenticatorData) & 0x10).toBe(0x10); // BS
+  expect((await newPhone.waitForEvent('credentialAsserted')).credential.credentialId).toBe(created.id);
+  await newPhone.removeDevice();
+  await phone.removeDevice();
+});
+
+test('an injected fault: the user declines once, then signs in', async ({ page, fidelio }) => {
+  const { input } = createCredential({ rpId: 'fault.localhost', userName: 'carol' });
+  await fidelio.addCredential(input);
+  await fidelio.addFaults({ type: 'presence', outcome: 'deny', count: 1 });
+  await page.goto(site.url('fault.localhost'));
+  const declined = await page.evaluate(login, { rpId: 'fault.localhost' });
+  expect(declined.error?.name).toBe('NotAllowedError');
+  const signedIn = await page.evaluate(login, { rpId: 'fault.localhost' });
+  expect(signedIn.error).toBeUndefined();
+  expect(await fidelio.listFaults()).toHaveLength(0);
+});

@@ -8,6 +8,10 @@ import {
   type BinaryInput,
   type ConditionalAccount,
   type ConditionalRequest,
+  type CredentialExport,
+  type DeviceInfo,
+  type Fault,
+  type NewDeviceOptions,
   type Credential,
   type CredentialInfo,
   type CredentialInput,
@@ -179,6 +183,111 @@ export class FidelioClient {
   /** Whether presence tests succeed at once (true) or are refused (false). */
   async setUserConsenting(isUserConsenting: boolean): Promise<void> {
     await this.request('POST', this.#device('/presence'), { isUserConsenting });
+  }
+
+  // --- Devices (docs/devices.md) ---------------------------------------------------------------
+
+  /** A client for another device of the same daemon. */
+  forDevice(authenticatorId: string): FidelioClient {
+    return new FidelioClient({ url: this.url, token: this.#token }, authenticatorId);
+  }
+
+  #lifecycle(suffix = ''): string {
+    return `/v1/control/devices/${encodeURIComponent(this.authenticatorId)}${suffix}`;
+  }
+
+  /** Every device of the daemon. */
+  listDevices(): Promise<DeviceInfo[]> {
+    return this.request('GET', '/v1/control/devices');
+  }
+
+  /** This device, as the daemon describes it. */
+  describeDevice(): Promise<DeviceInfo> {
+    return this.request('GET', this.#lifecycle());
+  }
+
+  /** Adds a device (its own store, settings and UDP lane); resolves with a client for it. */
+  async newDevice(options: NewDeviceOptions = {}): Promise<FidelioClient> {
+    const made = await this.request<DeviceInfo>('POST', '/v1/control/devices', options);
+    return this.forDevice(made.authenticatorId);
+  }
+
+  /** A new device holding this one's credentials (a synced passkey on a new phone, or a cloned
+   * security key); resolves with a client for it. */
+  async cloneDevice(options: { id?: string; udp?: string } = {}): Promise<FidelioClient> {
+    const made = await this.request<DeviceInfo>('POST', this.#lifecycle('/clone'), options);
+    return this.forDevice(made.authenticatorId);
+  }
+
+  /** Each of the two devices gets the credentials it lacks from the other. */
+  async syncWith(other: FidelioClient | string): Promise<Record<string, number>> {
+    const withId = typeof other === 'string' ? other : other.authenticatorId;
+    const answer = await this.request<{ copied: Record<string, number> }>(
+      'POST',
+      this.#lifecycle('/sync'),
+      { with: withId },
+    );
+    return answer.copied;
+  }
+
+  /** Unplugs ("loses") the device: it answers nothing until {@link plug}. */
+  async unplug(): Promise<void> {
+    await this.request('POST', this.#lifecycle('/plug'), { plugged: false });
+  }
+
+  /** Plugs the device back in. */
+  async plug(): Promise<void> {
+    await this.request('POST', this.#lifecycle('/plug'), { plugged: true });
+  }
+
+  /** Browser registrations go to this device. */
+  async prefer(): Promise<void> {
+    await this.request('POST', this.#lifecycle('/prefer'));
+  }
+
+  /** Wipes the device (credentials, PIN, large blobs). */
+  async resetDevice(): Promise<void> {
+    await this.request('POST', this.#lifecycle('/reset'));
+  }
+
+  /** Removes an added device for good. */
+  async removeDevice(): Promise<void> {
+    await this.request('DELETE', this.#lifecycle());
+  }
+
+  /** The device's credentials as CXF, WebDriver/CDP or Playwright JSON. Holds private keys. */
+  exportCredentials(
+    options: { format?: 'cxf' | 'webdriver' | 'cdp' | 'playwright'; strict?: boolean } = {},
+  ): Promise<CredentialExport> {
+    const format = options.format ?? 'cxf';
+    return this.request('GET', this.#lifecycle(`/export?format=${format}&strict=${options.strict === true}`));
+  }
+
+  /** Adds the credentials of a CXF, WebDriver/CDP or Playwright document. */
+  importCredentials(document: string): Promise<{ imported: number; format: string; warnings: string[] }> {
+    return this.request('POST', this.#lifecycle('/import'), { document });
+  }
+
+  /** Injects faults (one or several); resolves with their IDs. */
+  async addFaults(...faults: Fault[]): Promise<string[]> {
+    const answer = await this.request<{ faultIds: Array<string | number> }>('POST', this.#device('/faults'), {
+      faults,
+    });
+    return answer.faultIds.map(String);
+  }
+
+  /** The active faults, with their remaining counts. */
+  async listFaults(): Promise<Array<Fault & { faultId: string | number; remaining: number | null }>> {
+    const answer = await this.request<{ faults: Array<Fault & { faultId: string | number; remaining: number | null }> }>(
+      'GET',
+      this.#device('/faults'),
+    );
+    return answer.faults;
+  }
+
+  /** Removes every fault. */
+  async clearFaults(): Promise<void> {
+    await this.request('DELETE', this.#device('/faults'));
   }
 
   /**

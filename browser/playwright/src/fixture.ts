@@ -132,7 +132,19 @@ export const test = base.extend<FidelioFixtures, FidelioWorkerFixtures>({
 
   _fidelioReset: [
     async ({ fidelioDaemon, fidelioReset }, use) => {
-      if (fidelioReset) await new FidelioClient(fidelioDaemon).removeAuthenticator();
+      if (fidelioReset) {
+        // A clean daemon: devices a test added are removed, the default one is wiped, plugged
+        // in, preferred and rid of faults.
+        const client = new FidelioClient(fidelioDaemon);
+        for (const device of await client.listDevices()) {
+          if (device.authenticatorId !== client.authenticatorId) {
+            await client.forDevice(device.authenticatorId).removeDevice();
+          }
+        }
+        await client.removeAuthenticator();
+        await client.plug();
+        await client.prefer();
+      }
       await use();
     },
     { auto: true },

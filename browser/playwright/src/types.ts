@@ -110,6 +110,47 @@ export interface Credential extends CredentialInfo {
   largeBlob?: Base64Url;
 }
 
+/** A device of the daemon (`/v1/control/devices`, docs/devices.md). */
+export interface DeviceInfo {
+  authenticatorId: string;
+  profile: 'security-key' | 'synced-passkey' | 'platform';
+  plugged: boolean;
+  /** Its UDP lane (`127.0.0.1:PORT`). */
+  udp: string | null;
+  preferred: boolean;
+  createdMs: number;
+  properties: AuthenticatorProperties;
+}
+
+/** What a new device is made of: a profile, then overrides. */
+export interface NewDeviceOptions {
+  id?: string;
+  profile?: 'security-key' | 'synced-passkey' | 'platform';
+  aaguid?: string;
+  algorithms?: Array<'ES256' | 'EdDSA'>;
+  counter?: 'global' | 'per-credential' | 'zero';
+  attestation?: 'none' | 'self';
+  backupEligible?: boolean;
+  backupState?: boolean;
+  alwaysUv?: boolean;
+  residentKeys?: boolean;
+  maxDiscoverableCredentials?: number;
+  transports?: string[];
+  /** Its UDP lane, loopback (default `127.0.0.1:0`). */
+  udp?: string;
+}
+
+/** An export of a device's credentials. `document` holds PRIVATE KEYS. */
+export interface CredentialExport {
+  document: string;
+  format: 'cxf' | 'webdriver' | 'playwright';
+  count: number;
+  warnings: string[];
+}
+
+/** One injected fault (docs/control-api.md, "Fault injection"). */
+export type Fault = { type: string; command?: string | number; count?: number } & Record<string, unknown>;
+
 /** An account a conditional request offers (what a browser's autofill menu lists). */
 export interface ConditionalAccount {
   authenticatorId: string;
