@@ -8,14 +8,28 @@
 // answer, or with an error — because a request this extension leaves open leaves the page's
 // promise pending forever.
 //
-// Where the gateway is (URL + token): a `config.json` next to this file (written by
-// `fidelio browser extension --out DIR --bake`), else the native-messaging host
-// `dev.fidelio.gateway` (installed by `fidelio browser install`), asked again whenever the
-// gateway refuses the connection or the token, so a restarted daemon's new token is picked up.
-// The open native port also keeps this service worker alive.
+// How requests reach the gateway:
+// * the native-messaging host `dev.fidelio.gateway` (installed by `fidelio browser install`),
+//   over the port this worker keeps open: each request is a `{type: "request", id, route, body}`
+//   message, the host POSTs it to the gateway (with the token, which it reads from the daemon's
+//   token file and reads again when the gateway refuses it) and answers `{type: "response", id,
+//   status, body}`. A port round trip costs well under a millisecond; a fetch() from this worker
+//   to the gateway costs several. Requests are matched by id, so a pending ceremony never holds
+//   up the cancel that ends it. The open port also keeps this service worker alive.
+// * the fallback, fetch() to the gateway: with a `config.json` next to this file (written by
+//   `fidelio browser extension --out DIR --bake`, no native host needed), or with a native host
+//   too old to relay (it only tells the URL and token; asked again whenever the gateway refuses
+//   the connection or the token, so a restarted daemon's new token is picked up).
+// If the port closes while requests are under way (the host exited), each of them is completed
+// with NotAllowedError; the next request starts the host again.
 
 const NATIVE_HOST = 'dev.fidelio.gateway';
 const NATIVE_ANSWER_MS = 5_000;
+// How long after its own deadline a relayed request may still be answered by the host.
+const RELAY_GRACE_MS = 5_000;
+// The host reads messages up to 1 MiB; a body longer than this (in UTF-16 units, ≤ 3 bytes of
+// UTF-8 each) goes by fetch() (where the gateway's own 1 MiB limit applies).
+const MAX_RELAY_CHARS = 300_000;
 // WebAuthn's lifetime timer as the gateway applies it, plus time for the gateway to answer.
 const DEFAULT_LIFETIME_MS = 300_000;
 const MIN_LIFETIME_MS = 10_000;
@@ -32,8 +46,18 @@ function log(...args) {
 // --- Where the gateway is -------------------------------------------------------------------
 
 let bakedConfig; // undefined: not looked up yet; null: there is none
-let nativePort = null;
-let nativeWaiters = [];
+// The open port to the native host: {port, pending: Map(id → settle), waiters: [settle]} —
+// `pending` are relayed requests, `waiters` config questions.
+let native = null;
+let relaySerial = 0;
+
+// Counters for tests and the benchmark: requests sent each way.
+self.fidelioStats = {relay: 0, fetch: 0};
+// Testing knobs for the benchmark: `fidelioForceFetch` true sends requests with fetch() even
+// when the native host could relay them; `fidelioObserver(transport, path, ms)`, when set, is
+// told how long each request took here.
+self.fidelioForceFetch = false;
+self.fidelioObserver = null;
 
 async function baked() {
   if (bakedConfig === undefined) {
@@ -49,23 +73,37 @@ async function baked() {
   return bakedConfig;
 }
 
-function settleNativeWaiters(outcome) {
-  const waiters = nativeWaiters;
-  nativeWaiters = [];
-  for (const waiter of waiters) waiter(outcome);
-}
-
 function connectNative() {
-  if (nativePort) return nativePort;
-  const port = chrome.runtime.connectNative(NATIVE_HOST);
-  port.onMessage.addListener((message) => settleNativeWaiters({message}));
-  port.onDisconnect.addListener(() => {
-    const reason = chrome.runtime.lastError?.message ?? 'the native host exited';
-    if (nativePort === port) nativePort = null;
-    settleNativeWaiters({error: new Error(`native host ${NATIVE_HOST}: ${reason}`)});
+  if (native) return native;
+  const link = {port: chrome.runtime.connectNative(NATIVE_HOST), pending: new Map(), waiters: []};
+  link.port.onMessage.addListener((message) => {
+    if (message?.type === 'response') {
+      const settle = link.pending.get(message.id);
+      if (settle) {
+        link.pending.delete(message.id);
+        settle({message});
+      }
+      return;
+    }
+    // A config answer (a host of any version), or an error about a message it could not read.
+    const waiters = link.waiters;
+    link.waiters = [];
+    for (const waiter of waiters) waiter({message});
   });
-  nativePort = port;
-  return port;
+  link.port.onDisconnect.addListener(() => {
+    const reason = chrome.runtime.lastError?.message ?? 'the native host exited';
+    if (native === link) {
+      native = null;
+      cachedConfig = null;
+    }
+    const error = new Error(`native host ${NATIVE_HOST}: ${reason}`);
+    const settles = [...link.pending.values(), ...link.waiters];
+    link.pending.clear();
+    link.waiters = [];
+    for (const settle of settles) settle({error});
+  });
+  native = link;
+  return link;
 }
 
 function askNative() {
@@ -81,9 +119,10 @@ function askNative() {
     const timer = setTimeout(
       () => finish({error: new Error(`native host ${NATIVE_HOST} did not answer`)}),
       NATIVE_ANSWER_MS);
-    nativeWaiters.push(finish);
     try {
-      connectNative().postMessage({type: 'config'});
+      const link = connectNative();
+      link.waiters.push(finish);
+      link.port.postMessage({type: 'config'});
     } catch (error) {
       finish({error});
     }
@@ -92,8 +131,9 @@ function askNative() {
 
 let cachedConfig = null;
 
-// The gateway's URL and token: the baked config, else the native host's answer (cached; asked
-// again when the cached one fails, e.g. after the daemon restarted with a new token).
+// The gateway's URL and token: the baked config, else the native host's answer (cached with the
+// port it came from; asked again when the cached one fails, e.g. after the daemon restarted with
+// a new token). `relay`: the host carries requests itself.
 async function gatewayConfig({fresh = false} = {}) {
   const fixed = await baked();
   if (fixed) return fixed;
@@ -104,8 +144,34 @@ async function gatewayConfig({fresh = false} = {}) {
   if (!answer || typeof answer.url !== 'string' || typeof answer.token !== 'string') {
     throw new Error(`native host ${NATIVE_HOST} sent no gateway URL and token`);
   }
-  cachedConfig = {url: answer.url, token: answer.token};
+  cachedConfig = {url: answer.url, token: answer.token, relay: answer.relay === true && native !== null};
   return cachedConfig;
+}
+
+// One request over the native port; resolves with the gateway's JSON answer.
+function relay(link, route, body, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    relaySerial += 1;
+    const id = relaySerial;
+    // The host gives up after timeoutMs (closing its connection ends the ceremony, as fetch's
+    // abort did); this timer only guards against a host that never answers.
+    const timer = setTimeout(() => {
+      if (link.pending.delete(id)) reject(new Error(`native host ${NATIVE_HOST} did not answer within ${timeoutMs} ms`));
+    }, timeoutMs + RELAY_GRACE_MS);
+    link.pending.set(id, ({message, error}) => {
+      clearTimeout(timer);
+      if (error) reject(error);
+      else if (typeof message.error === 'string') reject(new Error(`native host ${NATIVE_HOST}: ${message.error}`));
+      else resolve(message.body);
+    });
+    try {
+      link.port.postMessage({type: 'request', id, route, body, timeoutMs});
+    } catch (error) {
+      link.pending.delete(id);
+      clearTimeout(timer);
+      reject(error);
+    }
+  });
 }
 
 async function postTo(config, path, body, timeoutMs) {
@@ -130,10 +196,36 @@ async function postTo(config, path, body, timeoutMs) {
   }
 }
 
-// POSTs to the gateway; a refused connection or a 401 with a cached config asks the native host
-// again and retries once.
-async function post(path, body, timeoutMs) {
-  const config = await gatewayConfig();
+// Sends a request to the gateway and resolves with its JSON answer: over the native port when
+// the host relays (and the request fits in a native message: `size` is the body's length as
+// JSON, or a bound of it), else with fetch(), where a refused connection or a 401 with a cached
+// config asks the native host again and retries once.
+async function post(path, body, timeoutMs, size = 0) {
+  const started = performance.now();
+  let transport = null;
+  try {
+    const config = await gatewayConfig();
+    if (config.relay && native && !self.fidelioForceFetch && size <= MAX_RELAY_CHARS) {
+      transport = 'relay';
+      self.fidelioStats.relay += 1;
+      return await relay(native, path, body, timeoutMs);
+    }
+    transport = 'fetch';
+    self.fidelioStats.fetch += 1;
+    return await fetchPost(config, path, body, timeoutMs);
+  } finally {
+    // The benchmark's probe: how long each request took in this worker.
+    if (self.fidelioObserver) {
+      try {
+        self.fidelioObserver(transport, path, performance.now() - started);
+      } catch (error) {
+        log('fidelioObserver:', error?.message ?? error);
+      }
+    }
+  }
+}
+
+async function fetchPost(config, path, body, timeoutMs) {
   const cached = config === cachedConfig;
   let outcome;
   try {
@@ -199,7 +291,9 @@ async function ceremony(kind, request) {
     if (!caller) {
       details = {requestId, error: failure('NotAllowedError', 'the request does not say which origin made it')};
     } else {
-      const answer = await post(`/v1/${kind}`, {requestId, ...caller, options}, lifetimeMs(options) + ANSWER_GRACE_MS);
+      // The body's size as JSON: the options' and at most a few hundred characters more.
+      const size = requestDetailsJson.length + 1024;
+      const answer = await post(`/v1/${kind}`, {requestId, ...caller, options}, lifetimeMs(options) + ANSWER_GRACE_MS, size);
       if (answer && answer.ok !== undefined && answer.ok !== null) {
         details = {requestId, responseJson: JSON.stringify(answer.ok)};
       } else {
@@ -247,7 +341,8 @@ proxy.onRequestCanceled.addListener((requestId) => { cancelled(requestId); });
 let attachError = null;
 
 // Resolves once the proxy is attached and the gateway's whereabouts were looked up; tests await
-// it (`self.fidelioReady`) before their first ceremony.
+// it (`self.fidelioReady`) before their first ceremony. `transport`: 'relay' (the native port)
+// or 'fetch'.
 self.fidelioReady = (async () => {
   attachError = (await proxy.attach()) ?? null;
   if (attachError) log('attach:', attachError);
@@ -257,7 +352,9 @@ self.fidelioReady = (async () => {
   } catch (error) {
     log('the gateway is not known yet:', error?.message ?? error);
   }
-  return {attached: attachError === null, attachError, gateway, baked: (await baked()) !== null};
+  const isBaked = (await baked()) !== null;
+  const transport = gateway === null ? null : cachedConfig?.relay ? 'relay' : 'fetch';
+  return {attached: attachError === null, attachError, gateway, baked: isBaked, transport};
 })();
 
 // An extension API call every 20 s keeps the service worker from being stopped while idle (the

@@ -1,5 +1,7 @@
 // Benchmark: navigator.credentials.create() and get() as a Playwright test sees them, for
-//   lane A — the Chromium extension (chrome.webAuthenticationProxy → gateway),
+//   lane A — the Chromium extension (chrome.webAuthenticationProxy → native-messaging port →
+//            `fidelio browser native-host` → gateway), and lane A with its fetch() fallback
+//            (the same extension told to fetch() the gateway itself, as a baked copy does),
 //   lane B — the injected shim (browser/shim/playwright.mjs: the raw-CDP fast channel for a
 //            top-level document), and lane B with exposeBinding only (what frames and other
 //            engines use),
@@ -8,7 +10,7 @@
 // order rotates every round). One more row, "gateway alone", is the same ceremony POSTed from
 // Node straight to the gateway: what the daemon costs without any browser hop. Then where the
 // time goes: the gateway's parts, lane B's Node handler vs its binding hop, lane A's
-// service-worker fetch vs Chromium's proxy hop.
+// service-worker request (native port or fetch) vs Chromium's proxy hop.
 //
 //   node browser/tests/bench.mjs [--n 20] [--warmup 3] [--fidelio PATH] [--json FILE] [--strict]
 //
@@ -137,17 +139,23 @@ const results = {};
 const loadBefore = os.loadavg();
 try {
   const daemon = await harness.startLaneBDaemon(space, {});
-  const extensionDir = path.join(space.dir, 'extension');
-  await harness.fidelio(['browser', 'extension', '--out', extensionDir, '--bake', '--token-file', daemon.tokenFile]);
+  // Lane A as users set it up: the repository's extension and the native host (this binary)
+  // installed into the profile.
+  const profileDir = path.join(space.dir, 'profile');
+  await harness.fidelio(['browser', 'install', '--user-data-dir', profileDir, '--token-file', daemon.tokenFile]);
   const rp = await startRp();
   space.defer(() => rp.close());
-  const chromium = await harness.launchChromium(path.join(space.dir, 'profile'), extensionDir);
+  const chromium = await harness.launchChromium(profileDir, harness.extensionSource);
   space.defer(() => chromium.context.close());
+  if (chromium.ready.transport !== 'relay') throw new Error(`lane A: the extension uses ${chromium.ready.transport}, not the native host's relay`);
   const {context} = chromium;
   const url = rp.url('bench.localhost');
   const origin = new URL(url).origin;
 
   const pageA = await harness.open(context, url);
+  const pageF = await harness.open(context, url);
+  // Lane A's two transports: set in the worker before each lane's turn (untimed).
+  const forceFetch = (on) => chromium.worker.evaluate((value) => { self.fidelioForceFetch = value; }, on);
 
   const pageB = await context.newPage();
   const laneB = await installFidelio(pageB, {tokenFile: daemon.tokenFile});
@@ -172,7 +180,8 @@ try {
   const gateway = new GatewayClient({tokenFile: daemon.tokenFile});
   const gatewayState = {};
   const lanes = [
-    {key: 'A', name: 'lane A (extension)', page: pageA, run: (kind) => pageCeremony(pageA, kind)},
+    {key: 'A', name: 'lane A (extension, relay)', page: pageA, before: () => forceFetch(false), run: (kind) => pageCeremony(pageA, kind)},
+    {key: 'F', name: 'lane A, fetch fallback', page: pageF, before: () => forceFetch(true), run: (kind) => pageCeremony(pageF, kind)},
     {key: 'B', name: 'lane B (shim)', page: pageB, run: (kind) => pageCeremony(pageB, kind)},
     {key: 'S', name: 'lane B, exposeBinding only', page: pageS, run: (kind) => pageCeremony(pageS, kind)},
     {key: 'CDP', name: 'CDP virtual authenticator', page: pageC, run: (kind) => pageCeremony(pageC, kind)},
@@ -180,7 +189,8 @@ try {
   ];
 
   // Where the time goes: lane B's Node handler (the gateway's HTTP answer as Node sees it),
-  // lane A's service-worker fetch to the gateway, and an empty binding round trip.
+  // lane A's request from its service worker (native port or fetch), and an empty binding round
+  // trip.
   const handlerMs = {B: {create: [], get: []}, S: {create: [], get: []}};
   for (const [key, lane] of [['B', laneB], ['S', laneS]]) {
     const handle = lane.host.handle.bind(lane.host);
@@ -196,16 +206,11 @@ try {
   }
   let measuring = false;
   await chromium.worker.evaluate(() => {
-    const fetch = self.fetch;
-    self.fidelioBenchFetch = {create: [], get: [], on: false};
-    self.fetch = async (resource, init) => {
-      const started = performance.now();
-      try {
-        return await fetch(resource, init);
-      } finally {
-        const op = /\/v1\/(create|get)$/.exec(String(resource))?.[1];
-        if (op && self.fidelioBenchFetch.on) self.fidelioBenchFetch[op].push(performance.now() - started);
-      }
+    const samples = {relay: {create: [], get: []}, fetch: {create: [], get: []}, on: false};
+    self.fidelioBenchWorker = samples;
+    self.fidelioObserver = (transport, route, ms) => {
+      const op = /^\/v1\/(create|get)$/.exec(route)?.[1];
+      if (op && transport && samples.on) samples[transport][op].push(ms);
     };
   });
   await pageB.exposeBinding('__fidelioBenchEcho', () => '{}');
@@ -218,9 +223,10 @@ try {
     const order = lanes.map((_, i) => lanes[(i + round) % lanes.length]);
     if (round === WARMUP) {
       measuring = true;
-      await chromium.worker.evaluate(() => { self.fidelioBenchFetch.on = true; });
+      await chromium.worker.evaluate(() => { self.fidelioBenchWorker.on = true; });
     }
     for (const lane of order) {
+      await lane.before?.();
       await prepare(lane.page);
       for (const kind of ['create', 'get']) {
         const sample = await lane.run(kind);
@@ -232,7 +238,8 @@ try {
     }
   }
   const through = (await harness.gatewayStatus(daemon)).ceremonies - ceremoniesBefore;
-  const swFetch = await chromium.worker.evaluate(() => self.fidelioBenchFetch);
+  const workerSamples = await chromium.worker.evaluate(() => self.fidelioBenchWorker);
+  const extensionStats = await chromium.worker.evaluate(() => self.fidelioStats);
   await prepare(pageB);
   const emptyBinding = await pageB.evaluate(async (n) => {
     const samples = [];
@@ -259,12 +266,15 @@ try {
       if (keep) gatewayParts[kind].push(sample.driver);
     }
   }
-  // Lanes A, B, B (exposeBinding) and the gateway row each ran 2 ceremonies a round through the
-  // gateway; CDP none.
-  const expected = 4 * 2 * (WARMUP + ROUNDS);
+  // Lanes A (relay), A (fetch), B, B (exposeBinding) and the gateway row each ran 2 ceremonies a
+  // round through the gateway; CDP none.
+  const expected = 5 * 2 * (WARMUP + ROUNDS);
   if (through !== expected) throw new Error(`the gateway saw ${through} ceremonies, expected ${expected}: a lane did not go where it should`);
   if (laneB.host.stats.fast !== 2 * (WARMUP + ROUNDS)) throw new Error('lane B did not use its fast channel');
   if (laneS.host.stats.ceremonies !== 2 * (WARMUP + ROUNDS) || laneS.host.stats.fast) throw new Error('lane B (exposeBinding) did not go through its binding');
+  if (extensionStats.relay !== 2 * (WARMUP + ROUNDS) || extensionStats.fetch !== 2 * (WARMUP + ROUNDS)) {
+    throw new Error(`lane A: ${JSON.stringify(extensionStats)} requests by relay/fetch, expected ${2 * (WARMUP + ROUNDS)} each`);
+  }
 
   const chromiumVersion = chromium.context.browser()?.version() ?? execFileSync(harness.chromiumBinary(), ['--version']).toString().trim();
   const fmt = (ms) => (Number.isFinite(ms) ? ms.toFixed(2).padStart(7) : '      -');
@@ -289,7 +299,7 @@ try {
     const ratio = (kind) => s[kind].driver.p50 / stats.CDP[kind].driver.p50;
     const ratios = key === 'CDP' ? '   1.00    1.00' : `${ratio('create').toFixed(2).padStart(7)} ${ratio('get').toFixed(2).padStart(7)}`;
     lines.push(`${r.name.padEnd(30)} | ${fmt(s.create.driver.p50)}  ${fmt(s.create.driver.p90)}  | ${fmt(s.create.page.p50)}  ${fmt(s.create.page.p90)}  | ${fmt(s.get.driver.p50)}  ${fmt(s.get.driver.p90)}  | ${fmt(s.get.page.p50)}  ${fmt(s.get.page.p90)}  | ${ratios}`);
-    if (key === 'A' || key === 'B' || key === 'S') {
+    if (key === 'A' || key === 'F' || key === 'B' || key === 'S') {
       for (const kind of ['create', 'get']) {
         const value = ratio(kind);
         verdicts.push({key, lane: r.name, kind, ratio: value, meets: value <= FLOOR});
@@ -313,7 +323,10 @@ try {
     },
     laneB: {emptyBinding: p50(emptyBinding), handler: {
       create: p50(handlerMs.B.create), get: p50(handlerMs.B.get)}, handlerExposeBinding: {create: p50(handlerMs.S.create), get: p50(handlerMs.S.get)}},
-    laneA: {serviceWorkerFetch: {create: p50(swFetch.create), get: p50(swFetch.get)}},
+    laneA: {
+      relay: {create: p50(workerSamples.relay.create), get: p50(workerSamples.relay.get)},
+      fetch: {create: p50(workerSamples.fetch.create), get: p50(workerSamples.fetch.get)},
+    },
   };
   const f = (ms) => ms.toFixed(2);
   lines.push('');
@@ -332,9 +345,12 @@ try {
   }
   for (const kind of ['create', 'get']) {
     const page = stats.A[kind].page.p50;
-    const fetchMs = breakdown.laneA.serviceWorkerFetch[kind];
-    lines.push(`  lane A ${kind}(): in the page ${f(page)} = service-worker fetch to the gateway ${f(fetchMs)} `
-      + `(Node's HTTP to it: ${f(stats.G[kind].driver.p50)}) + Chromium's proxy hop (renderer → browser → extension worker → back) ${f(page - fetchMs)}`);
+    const relayMs = breakdown.laneA.relay[kind];
+    const pageF = stats.F[kind].page.p50;
+    const fetchMs = breakdown.laneA.fetch[kind];
+    lines.push(`  lane A ${kind}(): in the page ${f(page)} = the worker's request over the native port (host + gateway) ${f(relayMs)} `
+      + `+ Chromium's proxy hop (renderer → browser → extension worker → back) ${f(page - relayMs)}; `
+      + `with fetch(): ${f(pageF)} = ${f(fetchMs)} + ${f(pageF - fetchMs)} (Node's HTTP to the gateway: ${f(stats.G[kind].driver.p50)})`);
   }
   console.log(lines.join('\n'));
   if (args.json) {

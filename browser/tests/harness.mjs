@@ -130,9 +130,13 @@ export async function launchChromium(profileDir, extensionDir) {
   }
 }
 
-// Everything lane A needs for one test file. `bake`: use an extension copy with the gateway's
-// URL and token baked in instead of the native-messaging host.
-export async function startLaneA({pin, profile, bake = false} = {}) {
+// Everything lane A needs for one test file. By default the extension reaches the gateway
+// through the native-messaging host (`fidelio browser install --user-data-dir` into the fresh
+// profile; Chromium reads `<user-data-dir>/NativeMessagingHosts/`), which relays its ceremonies
+// over the native port. `bake`: an extension copy with the gateway's URL and token baked in
+// instead (no native host; the fetch fallback). `presence: 'prompt'`: a daemon whose presence
+// questions are never answered (ceremonies wait until cancelled or timed out).
+export async function startLaneA({pin, profile, bake = false, presence} = {}) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'fidelio-lane-a-'));
   const cleanup = [];
   const stop = async () => {
@@ -141,7 +145,10 @@ export async function startLaneA({pin, profile, bake = false} = {}) {
   };
   const lane = {dir, stop};
   try {
-    lane.daemon = await startDaemon(dir, {pin, profile});
+    const daemonOptions = presence
+      ? {pin, profile, extraArgs: ['--presence', presence], stdin: presence === 'prompt' ? 'pipe' : 'ignore'}
+      : {pin, profile};
+    lane.daemon = await startDaemon(dir, daemonOptions);
     cleanup.push(() => lane.daemon.stop());
     const daemon = lane.daemon;
     const profileDir = path.join(dir, 'profile');
@@ -161,7 +168,7 @@ export async function startLaneA({pin, profile, bake = false} = {}) {
     lane.restartDaemon = async () => {
       const address = new URL(lane.daemon.url).host;
       await lane.daemon.stop();
-      lane.daemon = await startDaemon(dir, {pin, profile, gateway: address});
+      lane.daemon = await startDaemon(dir, {...daemonOptions, gateway: address});
     };
     return Object.assign(lane, {rp, ...browser});
   } catch (error) {

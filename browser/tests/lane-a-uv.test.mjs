@@ -1,6 +1,7 @@
 // Lane A with user verification: a daemon whose gateway "types" a PIN (`--browser-pin`, set on
 // the device on first use) reached through an extension copy with the gateway baked in
-// (`fidelio browser extension --bake`), and a platform-profile daemon with built-in UV.
+// (`fidelio browser extension --bake`: the fetch fallback, no native host), and a
+// platform-profile daemon with built-in UV (through the native host's relay).
 
 import assert from 'node:assert/strict';
 import {after, before, describe, test} from 'node:test';
@@ -18,9 +19,10 @@ describe('lane A, PIN set (--browser-pin), baked extension config', () => {
     await lane?.stop();
   });
 
-  test('the extension uses its baked config.json', () => {
+  test('the extension uses its baked config.json (fetch, no native host)', () => {
     assert.equal(lane.ready.baked, true);
     assert.equal(lane.ready.gateway, lane.daemon.url);
+    assert.equal(lane.ready.transport, 'fetch');
   });
 
   test('userVerification required: registration and login verified with UV', async () => {
@@ -51,6 +53,12 @@ describe('lane A, PIN set (--browser-pin), baked extension config', () => {
     const page = await open(lane.context, lane.rp.url('pin.localhost'));
     assert.equal(await ceremony(page, 'isUvpaa'), false);
     await page.close();
+  });
+
+  test('every request went with fetch(), none over a native port', async () => {
+    const counts = await lane.worker.evaluate(() => ({...self.fidelioStats}));
+    assert.equal(counts.relay, 0, JSON.stringify(counts));
+    assert.ok(counts.fetch >= 5, JSON.stringify(counts));
   });
 });
 

@@ -1,12 +1,39 @@
 // Lane A end to end: headless Debian Chromium → the Fidelio extension
-// (chrome.webAuthenticationProxy, gateway found through the native-messaging host) →
-// `fidelio serve --browser` → the virtual authenticator; every response verified by
-// @simplewebauthn/server in the test RP.
+// (chrome.webAuthenticationProxy; ceremonies relayed over its native-messaging port by
+// `fidelio browser native-host`) → `fidelio serve --browser` → the virtual authenticator; every
+// response verified by @simplewebauthn/server in the test RP. (The fetch fallback, a baked
+// config.json, is lane-a-uv.test.mjs's first half.)
 
 import assert from 'node:assert/strict';
+import {readdir, readFile} from 'node:fs/promises';
 import {after, before, describe, test} from 'node:test';
 
-import {ceremony, fidelio, open, startLaneA} from './harness.mjs';
+import {ceremony, fidelio, gatewayStatus, open, startLaneA, withDeadline} from './harness.mjs';
+
+// The extension's counters: requests sent over the native port and with fetch().
+function stats(lane) {
+  return lane.worker.evaluate(() => ({...self.fidelioStats}));
+}
+
+// The PIDs of the native hosts Chromium started for this lane (their command line names the
+// lane's own token file).
+async function nativeHosts(lane) {
+  const pids = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const argv = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const args = argv.split('\0');
+    if (args.includes('native-host') && args.includes(lane.daemon.tokenFile)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+// Polls `check` (an async predicate) every 20 ms until it holds, with a deadline.
+async function until(check, what) {
+  await withDeadline((async () => {
+    while (!(await check())) await new Promise((resolve) => setTimeout(resolve, 20));
+  })(), 30_000, what);
+}
 
 describe('lane A (Chromium webAuthenticationProxy → fidelio gateway)', () => {
   let lane;
@@ -19,10 +46,11 @@ describe('lane A (Chromium webAuthenticationProxy → fidelio gateway)', () => {
     await lane?.stop();
   });
 
-  test('the extension found the gateway through the native-messaging host', async () => {
+  test('the extension found the gateway through the native-messaging host, which relays', async () => {
     assert.equal(lane.ready.attached, true);
     assert.equal(lane.ready.baked, false);
     assert.equal(lane.ready.gateway, lane.daemon.url);
+    assert.equal(lane.ready.transport, 'relay');
     // The ID the native host's manifest allows is the one Chromium gave the extension.
     const id = (await fidelio(['browser', 'extension-id'])).trim();
     assert.equal(new URL(lane.worker.url()).host, id);
@@ -184,8 +212,17 @@ describe('lane A (Chromium webAuthenticationProxy → fidelio gateway)', () => {
     await page.close();
   });
 
+  test('every request so far went over the native port, none with fetch()', async () => {
+    const counts = await stats(lane);
+    assert.equal(counts.fetch, 0, JSON.stringify(counts));
+    // The ceremonies above that reached the extension (27: Chromium itself refuses the RP IDs
+    // of the SecurityError case), the isUvpaa and the abort's cancel among them.
+    assert.ok(counts.relay >= 20, JSON.stringify(counts));
+  });
+
   // Last: it replaces the daemon.
   test('a restarted daemon (new token) is found again through the native host', async () => {
+    const relayed = (await stats(lane)).relay;
     const oldToken = lane.daemon.token;
     await lane.restartDaemon();
     assert.notEqual(lane.daemon.token, oldToken);
@@ -195,6 +232,50 @@ describe('lane A (Chromium webAuthenticationProxy → fidelio gateway)', () => {
     assert.equal(registration.verified, true);
     const login = await ceremony(page, 'login', {username: 'trent'});
     assert.equal(login.verified, true, JSON.stringify(login));
+    await page.close();
+    const counts = await stats(lane);
+    assert.equal(counts.fetch, 0, JSON.stringify(counts));
+    assert.equal(counts.relay, relayed + 2, JSON.stringify(counts));
+  });
+});
+
+describe('lane A, the native host exits in the middle of a ceremony', () => {
+  let lane;
+
+  before(async () => {
+    // Presence is never answered: a ceremony waits until something ends it.
+    lane = await startLaneA({presence: 'prompt'});
+  });
+
+  after(async () => {
+    await lane?.stop();
+  });
+
+  test('the page gets NotAllowedError at once, the gateway ends the ceremony, the next request starts a new host', async () => {
+    assert.equal(lane.ready.transport, 'relay');
+    const page = await open(lane.context, lane.rp.url('hostgone.localhost'));
+    const before = await gatewayStatus(lane.daemon);
+    const started = performance.now();
+    const pending = ceremony(page, 'register', {username: 'victor', timeout: 600_000});
+    await until(async () => (await gatewayStatus(lane.daemon)).pending === 1, 'the ceremony reaching the gateway');
+    const hosts = await nativeHosts(lane);
+    assert.equal(hosts.length, 1, `one native host for this lane: ${hosts}`);
+    process.kill(hosts[0], 'SIGKILL');
+    const registration = await pending;
+    assert.equal(registration.error?.name, 'NotAllowedError', JSON.stringify(registration));
+    // Long before any timer (the options' timeout is 10 min).
+    assert.ok(performance.now() - started < 30_000);
+    // The host's connection closed with it: the gateway aborted the ceremony.
+    await until(async () => (await gatewayStatus(lane.daemon)).pending === 0, 'the gateway ending the ceremony');
+    assert.equal((await gatewayStatus(lane.daemon)).ceremonies, before.ceremonies + 1);
+
+    // The next request goes through a new host.
+    assert.equal(await ceremony(page, 'isUvpaa'), false);
+    const again = await nativeHosts(lane);
+    assert.equal(again.length, 1, `a new native host: ${again}`);
+    assert.notEqual(again[0], hosts[0]);
+    const counts = await stats(lane);
+    assert.equal(counts.fetch, 0, JSON.stringify(counts));
     await page.close();
   });
 });

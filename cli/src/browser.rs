@@ -3,11 +3,13 @@
 //!
 //! * `install` writes the native-messaging host manifest (`dev.fidelio.gateway`) that lets the
 //!   extension ask this binary where the gateway is;
-//! * `native-host` is that host: Chromium starts it and talks to it over stdin/stdout;
+//! * `native-host` is that host: Chromium starts it and talks to it over stdin/stdout — it tells
+//!   the extension where the gateway is, and relays the extension's ceremonies to the gateway
+//!   ([`native_host`]);
 //! * `extension --out DIR` writes the extension, optionally with the gateway's URL and token
 //!   baked in (`config.json`) for browsers without the native host.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -20,6 +22,8 @@ use sha2::{Digest, Sha256};
 /// The native-messaging host's name (what the extension passes to `connectNative`).
 pub const NATIVE_HOST: &str = "dev.fidelio.gateway";
 
+mod native_host;
+
 /// The extension's files, as in `browser/chromium-extension/`.
 const EXTENSION_FILES: [(&str, &str); 2] = [
     (
@@ -31,9 +35,6 @@ const EXTENSION_FILES: [(&str, &str); 2] = [
         include_str!("../../browser/chromium-extension/background.js"),
     ),
 ];
-
-/// The largest message the host reads from Chromium (it only ever sends tiny ones).
-const MAX_NATIVE_MESSAGE: usize = 64 * 1024;
 
 #[derive(Debug, Args)]
 pub struct BrowserArgs {
@@ -62,7 +63,8 @@ enum BrowserCommand {
         extension_id: Vec<String>,
     },
     /// The native-messaging host Chromium starts for the extension: answers `{"type":
-    /// "config"}` with the gateway's `{url, token}` from the token file. Not for humans.
+    /// "config"}` with the gateway's `{url, token}` from the token file, and relays `{"type":
+    /// "request", id, route, body}` messages to the gateway. Not for humans.
     NativeHost {
         /// The gateway's token file (default: the daemon's default).
         #[arg(long, value_name = "PATH")]
@@ -111,7 +113,7 @@ pub fn run(args: &BrowserArgs) -> Result<()> {
         BrowserCommand::NativeHost {
             token_file,
             chromium_args: _,
-        } => native_host(token_file.as_deref()),
+        } => native_host::run(token_file.as_deref()),
         BrowserCommand::Extension {
             out,
             bake,
@@ -279,7 +281,7 @@ fn install(
     }
     let manifest = json!({
         "name": NATIVE_HOST,
-        "description": "Fidelio: where the local browser gateway is (fidelio serve --browser)",
+        "description": "Fidelio: the way to the local browser gateway (fidelio serve --browser)",
         "path": launcher.to_str().context("the launcher's path is not UTF-8")?,
         "type": "stdio",
         "allowed_origins": origins,
@@ -297,65 +299,6 @@ fn install(
     Ok(())
 }
 
-/// Reads one native message: a 32-bit length in native byte order, then that much UTF-8
-/// JSON. `None` at end of input.
-fn read_message(input: &mut impl Read) -> Result<Option<Json>> {
-    let mut length = [0u8; 4];
-    match input.read_exact(&mut length) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(error) => return Err(error).context("reading from Chromium"),
-    }
-    let length = usize::try_from(u32::from_ne_bytes(length)).unwrap_or(usize::MAX);
-    if length > MAX_NATIVE_MESSAGE {
-        bail!(
-            "a {length}-byte message from Chromium (the host reads at most {MAX_NATIVE_MESSAGE})"
-        );
-    }
-    let mut body = vec![0u8; length];
-    input
-        .read_exact(&mut body)
-        .context("reading a message from Chromium")?;
-    // A message that is not JSON is answered with an error, not fatal.
-    Ok(Some(serde_json::from_slice(&body).unwrap_or(Json::Null)))
-}
-
-fn write_message(output: &mut impl Write, message: &Json) -> Result<()> {
-    let body = message.to_string();
-    let length = u32::try_from(body.len()).context("an oversized answer")?;
-    output.write_all(&length.to_ne_bytes())?;
-    output.write_all(body.as_bytes())?;
-    output.flush()?;
-    Ok(())
-}
-
-/// The answer to one message.
-fn answer(message: &Json, token_file: &Path) -> Json {
-    match message.get("type").and_then(Json::as_str) {
-        Some("config") => match TokenFile::read(token_file) {
-            Ok(file) => json!({"url": file.url, "token": file.token}),
-            Err(error) => json!({"error": format!(
-                "no browser gateway: cannot read {} ({error}); start `fidelio serve --browser`",
-                token_file.display()
-            )}),
-        },
-        Some("ping") => json!({"pong": true}),
-        _ => json!({"error": "unknown message (send {\"type\": \"config\"})"}),
-    }
-}
-
-fn native_host(token_file: Option<&Path>) -> Result<()> {
-    let token_file = token_file.map_or_else(default_token_file, Path::to_path_buf);
-    let stdin = std::io::stdin();
-    let stdout = std::io::stdout();
-    let mut input = stdin.lock();
-    let mut output = stdout.lock();
-    while let Some(message) = read_message(&mut input)? {
-        write_message(&mut output, &answer(&message, &token_file))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "test code")]
@@ -370,46 +313,6 @@ mod tests {
         assert_eq!(id, "kppjiibkjjgcgenlojdnncgibepeanci");
         // The scheme on a known input: SHA-256("") is e3b0c442 98fc1c14 9afbf4c8 996fb924…
         assert_eq!(id_of_key(b""), "odlameecjipmbmbejkplpemijjgpljce");
-    }
-
-    #[test]
-    fn native_messages_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("gateway.json");
-        fidelio_daemon::browser::write_token_file(&file, "http://127.0.0.1:9", "token-token-token")
-            .unwrap();
-        let mut input = Vec::new();
-        for message in [json!({"type": "config"}), json!({"type": "what"})] {
-            write_message(&mut input, &message).unwrap();
-        }
-        input.extend_from_slice(&3u32.to_ne_bytes());
-        input.extend_from_slice(b"{x}");
-        let mut reader = input.as_slice();
-        let mut answers = Vec::new();
-        while let Some(message) = read_message(&mut reader).unwrap() {
-            answers.push(answer(&message, &file));
-        }
-        assert_eq!(
-            answers[0],
-            json!({"url": "http://127.0.0.1:9", "token": "token-token-token"})
-        );
-        assert!(answers[1]["error"].is_string());
-        assert!(answers[2]["error"].is_string());
-        let missing = answer(&json!({"type": "config"}), &dir.path().join("nope"));
-        assert!(
-            missing["error"]
-                .as_str()
-                .unwrap()
-                .contains("fidelio serve --browser")
-        );
-
-        // A huge length is refused, a cut message is an error, never a panic.
-        let mut huge = u32::MAX.to_ne_bytes().as_slice().to_vec();
-        huge.extend_from_slice(b"{}");
-        assert!(read_message(&mut huge.as_slice()).is_err());
-        let mut cut = 10u32.to_ne_bytes().to_vec();
-        cut.extend_from_slice(b"{}");
-        assert!(read_message(&mut cut.as_slice()).is_err());
     }
 
     #[test]
