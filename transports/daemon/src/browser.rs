@@ -2,23 +2,24 @@
 //! run by fidelio-webauthn's client against the daemon's own device.
 //!
 //! ```text
-//!  Chromium extension (webAuthenticationProxy) ──HTTP POST /v1/create, /v1/get──▶ gateway
-//!     gateway ── job ──▶ worker thread: fidelio-webauthn Client ── CtapHidClient ──┐
-//!                                                                                 ▼ reports
-//!     device loop (CtapHid + core), Peer::Gateway(1) ◀─────────── Inbound / Outbound ┘
+//!  extension / shim ──HTTP POST /v1/create, /v1/get──▶ gateway (the daemon's LocalSet)
+//!     fidelio-webauthn Client of the device the ceremony goes to ── Direct::Request ──▶
+//!     that device's loop (core) ── the CTAP response ──▶ the client ── JSON ──▶ caller
 //! ```
 //!
-//! * **The same device.** The gateway's client is one more CTAPHID host of the device loop:
-//!   it allocates a channel with INIT and sends its reports as [`Peer::Gateway`], like a UDP or
-//!   UHID host. Credentials made through the browser are the ones `fidelio client` and
-//!   python-fido2 see over UDP, and the device's rules (busy channels, CANCEL, keepalive) apply.
-//! * **Never blocking the device loop.** `CtapHidClient` blocks its thread per request, so the
-//!   client runs on its own worker thread, one ceremony at a time (one authenticator); its
-//!   reports cross to the loop through the loop's inbound queue and come back through a
-//!   channel fed by this lane's [`Outbound`].
+//! * **The same device.** The gateway's client is one more host of each device: its CTAP2
+//!   requests go into the device loop ([`Direct`]) and wait their turn behind other hosts'
+//!   requests, are answered by the same core, show up in events and the event log with the
+//!   lane `gateway`, and meet the same injected faults. Credentials made through the browser
+//!   are the ones `fidelio client` and python-fido2 see over UDP.
+//! * **No framing, no thread hop.** The client runs on the daemon's own thread, so a ceremony
+//!   costs the core's work and the HTTP exchange, nothing more: CTAPHID framing and a worker
+//!   thread (what this lane used before) cost 6 cross-thread wake-ups per ceremony. A cancel
+//!   (page abort, lifetime timer, caller gone) ends the device's wait for the user, as
+//!   CTAPHID_CANCEL does. One ceremony at a time per device; devices run side by side.
 //! * **Always an answer.** Every ceremony gets the options' lifetime timer (WebAuthn's clamp:
 //!   10 s to 10 min, 5 min by default); when it fires the ceremony's signal times out, and if the
-//!   worker has not settled it a few seconds later the HTTP answer is `NotAllowedError` anyway.
+//!   ceremony has not settled a few seconds later the HTTP answer is `NotAllowedError` anyway.
 //!   A caller that hangs up aborts its ceremony; `POST /v1/cancel` aborts one by request ID
 //!   (what the extension sends when the page's `AbortSignal` fires).
 //! * **Loopback and a token.** The server only binds loopback addresses and answers only
@@ -57,12 +58,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use fidelio_client::{CtapHidClient, KeepaliveAction, Report, Transport};
 use fidelio_webauthn::ctap::{ChannelError, get_info};
 use fidelio_webauthn::pin::{Protocol, set_pin};
 use fidelio_webauthn::{
     AbortSignal, Caller, Client, ClientConfig, Ctap2, KnownPin, Unattended, UserInterface,
-    WebAuthnError, block_on,
+    WebAuthnError,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -71,14 +71,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
-use crate::device::{Inbound, Outbound, Peer};
+use crate::device::{Direct, Peer};
 use crate::virtual_auth::{ControlApi, DEFAULT_AUTHENTICATOR, decode_b64, encode_b64};
 
 /// The gateway's address when `--browser` is given without one.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8113";
-
-/// The gateway's client's [`Peer::Gateway`] number.
-pub const GATEWAY_PEER: u32 = 1;
 
 /// The longest request head (request line and headers).
 const MAX_HEAD: usize = 16 * 1024;
@@ -86,16 +83,13 @@ const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
 /// How long a client may take to send its whole request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the worker gets to settle a ceremony after its timer fired, before the answer is
+/// How long a ceremony gets to settle after its timer fired, before the answer is
 /// `NotAllowedError` regardless.
 const SETTLE_GRACE: Duration = Duration::from_secs(5);
 /// Connections served at once; more are answered 503 at once.
 const MAX_CONNECTIONS: usize = 64;
-/// Ceremonies waiting for the worker; more are refused with `NotAllowedError`.
+/// Ceremonies waiting for one device; more are refused with `NotAllowedError`.
 const MAX_QUEUED: usize = 32;
-/// How long the device may stay busy with another host's request before a ceremony gives up
-/// (its own timer usually ends it first).
-const BUSY_WAIT: Duration = Duration::from_secs(600);
 
 /// The gateway's settings.
 #[derive(Clone)]
@@ -211,8 +205,6 @@ pub enum GatewayError {
     Bind(SocketAddr, io::Error),
     /// The token file could not be written.
     TokenFile(PathBuf, io::Error),
-    /// The worker thread could not start.
-    Worker(io::Error),
 }
 
 impl std::fmt::Display for GatewayError {
@@ -242,7 +234,6 @@ impl std::fmt::Display for GatewayError {
                     path.display()
                 )
             }
-            Self::Worker(error) => write!(f, "cannot start the browser gateway's worker: {error}"),
         }
     }
 }
@@ -256,18 +247,17 @@ pub struct Gateway {
     address: SocketAddr,
     token: String,
     token_file: Option<PathBuf>,
-    outbound: Rc<GatewayOutbound>,
     link: Rc<GatewayLink>,
     _stop: oneshot::Sender<()>,
 }
 
 impl Gateway {
-    /// Binds, writes the token file, starts the worker thread and the HTTP server (a local
-    /// task: call inside the daemon's `LocalSet`). `device` is the device loop's inbound
-    /// queue; the returned gateway's [`outbound`](Self::outbound) must be one of its lanes.
+    /// Binds, writes the token file, starts the HTTP server (a local task: call inside the
+    /// daemon's `LocalSet`). `device` takes the default device's [`Direct`] requests (the
+    /// device loop reads the other end).
     pub async fn start(
         options: &BrowserOptions,
-        device: mpsc::Sender<Inbound>,
+        device: mpsc::Sender<Direct>,
         seed: Option<u64>,
     ) -> Result<Self, GatewayError> {
         Self::start_with_control(options, device, seed, None).await
@@ -277,7 +267,7 @@ impl Gateway {
     /// `virtual_auth.rs`) when given.
     pub async fn start_with_control(
         options: &BrowserOptions,
-        device: mpsc::Sender<Inbound>,
+        device: mpsc::Sender<Direct>,
         seed: Option<u64>,
         control: Option<Rc<ControlApi>>,
     ) -> Result<Self, GatewayError> {
@@ -294,42 +284,22 @@ impl Gateway {
                 .map_err(|error| GatewayError::TokenFile(path.clone(), error))?;
         }
 
-        let (reports_tx, reports_rx) = std::sync::mpsc::channel();
-        let outbound = Rc::new(GatewayOutbound {
-            peer: GATEWAY_PEER,
-            reports: reports_tx,
-        });
-        let (jobs_tx, jobs_rx) = mpsc::channel(MAX_QUEUED);
-        let transport = GatewayTransport {
-            peer: GATEWAY_PEER,
-            device,
-            reports: reports_rx,
-        };
-        let (attach_tx, attach_rx) = std::sync::mpsc::channel();
-        let link = Rc::new(GatewayLink {
-            attachments: attach_tx,
-            next_peer: Cell::new(GATEWAY_PEER),
-        });
         // Distinct from the device's stream: a seeded session stays reproducible.
-        let (client_rng, pin_rng) = match seed {
-            Some(seed) => (
-                ChaCha20Rng::seed_from_u64(seed ^ 0x6761_7465_7761_7931),
-                ChaCha20Rng::seed_from_u64(seed ^ 0x6761_7465_7761_7932),
-            ),
-            None => (
-                ChaCha20Rng::from_rng(&mut fidelio_host::OsRng),
-                ChaCha20Rng::from_rng(&mut fidelio_host::OsRng),
-            ),
+        let rng = match seed {
+            Some(seed) => ChaCha20Rng::seed_from_u64(seed ^ 0x6761_7465_7761_7931),
+            None => ChaCha20Rng::from_rng(&mut fidelio_host::OsRng),
         };
-        let pin = options.pin.clone();
-        std::thread::Builder::new()
-            .name("fidelio-browser".into())
-            .spawn(move || worker(jobs_rx, attach_rx, transport, client_rng, pin_rng, pin))
-            .map_err(GatewayError::Worker)?;
+        let link = Rc::new(GatewayLink {
+            clients: RefCell::new(HashMap::new()),
+            rng: RefCell::new(rng),
+            next_peer: Cell::new(0),
+        });
+        crate::devices::GatewayAttach::attach(&*link, DEFAULT_AUTHENTICATOR, device);
 
         let shared = Rc::new(Shared {
             token: options.token.clone(),
-            jobs: jobs_tx,
+            link: link.clone(),
+            pin_value: options.pin.clone(),
             pending: RefCell::new(HashMap::new()),
             config: ClientConfig::default(),
             ceremonies: Cell::new(0),
@@ -348,7 +318,6 @@ impl Gateway {
             address,
             token: options.token.clone(),
             token_file: options.token_file.clone(),
-            outbound,
             link,
             _stop: stop,
         })
@@ -373,11 +342,6 @@ impl Gateway {
     /// How devices started later get (and lose) a client here.
     pub fn link(&self) -> Rc<dyn crate::devices::GatewayAttach> {
         self.link.clone()
-    }
-
-    /// The lane of the default device (the one given to [`start`](Self::start)).
-    pub fn outbound(&self) -> Rc<dyn Outbound> {
-        self.outbound.clone()
     }
 }
 
@@ -424,148 +388,97 @@ pub fn write_token_file(path: &Path, url: &str, token: &str) -> io::Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The lane: reports between the worker thread and the device loop.
+// The gateway's clients: one fidelio-webauthn client per device, on the daemon's own thread,
+// sending CTAP2 requests straight into that device's loop (`device::Direct`).
 
-/// Reports from the device to the gateway's client.
-struct GatewayOutbound {
-    peer: u32,
-    reports: std::sync::mpsc::Sender<Report>,
+/// A device's CTAP2 channel for the gateway's client: requests go into the device loop as
+/// [`Direct`] messages and wait their turn behind other hosts' requests; a cancel ends the
+/// device's wait for the user.
+struct DirectChannel {
+    device: mpsc::Sender<Direct>,
+    peer: Peer,
+    /// The latest request's serial (what a cancel names).
+    serial: u64,
 }
 
-impl std::fmt::Debug for GatewayOutbound {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GatewayOutbound({})", self.peer)
-    }
-}
-
-impl Outbound for GatewayOutbound {
-    fn send(&self, to: &Peer, packet: &Report) {
-        if *to == Peer::Gateway(self.peer) {
-            // The worker is gone only when the daemon stops.
-            let _ = self.reports.send(*packet);
-        }
-    }
-}
-
-/// A device joining or leaving the worker.
-enum Attachment {
-    Attach(String, GatewayTransport),
-    Detach(String),
-}
-
-/// Gives devices started after the gateway a client of their own on the worker.
-#[derive(Debug)]
-struct GatewayLink {
-    attachments: std::sync::mpsc::Sender<Attachment>,
-    next_peer: Cell<u32>,
-}
-
-impl crate::devices::GatewayAttach for GatewayLink {
-    fn attach(&self, id: &str, device: mpsc::Sender<Inbound>) -> Rc<dyn Outbound> {
-        let peer = self.next_peer.get().saturating_add(1);
-        self.next_peer.set(peer);
-        let (reports_tx, reports_rx) = std::sync::mpsc::channel();
-        let transport = GatewayTransport {
-            peer,
-            device,
-            reports: reports_rx,
-        };
-        // The worker takes it before its next job (it is gone only when the daemon stops).
-        let _ = self
-            .attachments
-            .send(Attachment::Attach(id.to_owned(), transport));
-        Rc::new(GatewayOutbound {
-            peer,
-            reports: reports_tx,
-        })
-    }
-
-    fn detach(&self, id: &str) {
-        let _ = self.attachments.send(Attachment::Detach(id.to_owned()));
-    }
-}
-
-/// The worker's side: reports into the device loop's inbound queue, answers from the lane.
-struct GatewayTransport {
-    peer: u32,
-    device: mpsc::Sender<Inbound>,
-    reports: std::sync::mpsc::Receiver<Report>,
-}
-
-impl Transport for GatewayTransport {
-    fn send(&mut self, report: &Report) -> io::Result<()> {
-        self.device
-            .blocking_send(Inbound {
-                packet: *report,
-                from: Peer::Gateway(self.peer),
-            })
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the device has stopped"))
-    }
-
-    fn receive(&mut self, timeout: Duration) -> io::Result<Option<Report>> {
-        match self.reports.recv_timeout(timeout) {
-            Ok(report) => Ok(Some(report)),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the device has stopped",
-            )),
-        }
-    }
-}
-
-/// The worker's CTAP2 channel: CTAPHID_CBOR through the device loop, waiting out another
-/// host's request (CHANNEL_BUSY) and re-allocating a channel the device forgot (a power cycle,
-/// or other hosts' INITs pushing it out of the channel table), until the ceremony's signal
-/// fires.
-struct DeviceChannel {
-    hid: CtapHidClient<GatewayTransport>,
-    signal: AbortSignal,
-}
-
-impl DeviceChannel {
-    /// The next ceremony's signal: a KEEPALIVE seen after it fired sends CTAPHID_CANCEL, so a
-    /// request waiting for the user ends at once.
-    fn arm(&mut self, signal: &AbortSignal) {
-        self.signal = signal.clone();
-        let watched = signal.clone();
-        self.hid.on_keepalive(move |_| {
-            if watched.reason().is_some() {
-                KeepaliveAction::Cancel
-            } else {
-                KeepaliveAction::Continue
-            }
-        });
-    }
-}
-
-impl Ctap2 for DeviceChannel {
+impl Ctap2 for DirectChannel {
     async fn transact(&mut self, request: &[u8]) -> Result<Vec<u8>, ChannelError> {
-        use fidelio_client::{Error, HidError};
-        let started = Instant::now();
-        let mut reallocated = false;
-        loop {
-            match self.hid.cbor(request) {
-                Ok(response) => return Ok(response),
-                Err(Error::Device(HidError::ChannelBusy))
-                    if self.signal.reason().is_none() && started.elapsed() < BUSY_WAIT =>
-                {
-                    // Another host's request is in progress: a browser waits too.
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(Error::Device(HidError::InvalidChannel)) if !reallocated => {
-                    reallocated = true;
-                    self.hid
-                        .init()
-                        .map_err(|error| ChannelError(error.to_string()))?;
-                }
-                Err(error) => return Err(ChannelError(error.to_string())),
-            }
-        }
+        self.serial = self.serial.wrapping_add(1);
+        let (reply, answer) = oneshot::channel();
+        let stopped = || ChannelError("the device has stopped or was unplugged".into());
+        self.device
+            .send(Direct::Request {
+                serial: self.serial,
+                payload: request.to_vec(),
+                from: self.peer,
+                reply,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())
     }
 
     fn cancel(&mut self) {
-        let _ = self.hid.cancel();
+        let _ = self.device.try_send(Direct::Cancel(self.serial));
+    }
+}
+
+type GatewayClient = Client<DirectChannel, ChaCha20Rng>;
+
+/// The gateway's client of one device, and its ceremonies' queue: one ceremony at a time per
+/// device (as one user at one key), each device on its own.
+struct DeviceClient {
+    client: tokio::sync::Mutex<(GatewayClient, ChaCha20Rng)>,
+    waiting: Cell<usize>,
+}
+
+/// The clients, by device ID; what devices started later are attached to.
+struct GatewayLink {
+    clients: RefCell<HashMap<String, Rc<DeviceClient>>>,
+    rng: RefCell<ChaCha20Rng>,
+    next_peer: Cell<u32>,
+}
+
+impl std::fmt::Debug for GatewayLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GatewayLink({} devices)", self.clients.borrow().len())
+    }
+}
+
+impl GatewayLink {
+    fn client(&self, id: &str) -> Option<Rc<DeviceClient>> {
+        self.clients.borrow().get(id).cloned()
+    }
+}
+
+impl crate::devices::GatewayAttach for GatewayLink {
+    fn attach(&self, id: &str, device: mpsc::Sender<Direct>) {
+        let peer = self.next_peer.get().saturating_add(1);
+        self.next_peer.set(peer);
+        let (client_rng, pin_rng) = {
+            let mut rng = self.rng.borrow_mut();
+            (
+                ChaCha20Rng::from_rng(&mut *rng),
+                ChaCha20Rng::from_rng(&mut *rng),
+            )
+        };
+        let channel = DirectChannel {
+            device,
+            peer: Peer::Gateway(peer),
+            serial: 0,
+        };
+        let client = Client::new(channel, client_rng, ClientConfig::default());
+        self.clients.borrow_mut().insert(
+            id.to_owned(),
+            Rc::new(DeviceClient {
+                client: tokio::sync::Mutex::new((client, pin_rng)),
+                waiting: Cell::new(0),
+            }),
+        );
+    }
+
+    fn detach(&self, id: &str) {
+        self.clients.borrow_mut().remove(id);
     }
 }
 
@@ -587,10 +500,7 @@ impl UserInterface for GatewayUser {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The worker thread.
-
-/// What the worker does.
+/// What a ceremony does.
 #[derive(Debug)]
 enum Work {
     Create { caller: Caller, options: Json },
@@ -598,84 +508,37 @@ enum Work {
     IsUvpaa,
 }
 
-/// One job for the worker.
-#[derive(Debug)]
-struct Job {
-    /// The device it is for.
-    device: String,
+/// Runs `work` with a device's client (its lock held).
+async fn perform(
+    client: &mut GatewayClient,
+    pin_rng: &mut ChaCha20Rng,
+    pin: Option<&str>,
     work: Work,
-    signal: AbortSignal,
-    reply: oneshot::Sender<Result<Json, WebAuthnError>>,
-}
-
-fn worker(
-    mut jobs: mpsc::Receiver<Job>,
-    attachments: std::sync::mpsc::Receiver<Attachment>,
-    transport: GatewayTransport,
-    mut client_rng: ChaCha20Rng,
-    mut pin_rng: ChaCha20Rng,
-    pin: Option<String>,
-) {
-    let mut new_client = |transport: GatewayTransport| {
-        let channel = DeviceChannel {
-            hid: CtapHidClient::new(transport),
-            signal: AbortSignal::new(),
-        };
-        let rng = ChaCha20Rng::from_rng(&mut client_rng);
-        Client::new(channel, rng, ClientConfig::default())
-    };
-    let mut clients = HashMap::new();
-    clients.insert(
-        crate::virtual_auth::DEFAULT_AUTHENTICATOR.to_owned(),
-        new_client(transport),
-    );
-    while let Some(job) = jobs.blocking_recv() {
-        while let Ok(attachment) = attachments.try_recv() {
-            match attachment {
-                Attachment::Attach(id, transport) => {
-                    clients.insert(id, new_client(transport));
-                }
-                Attachment::Detach(id) => {
-                    clients.remove(&id);
-                }
-            }
+    signal: &AbortSignal,
+) -> Result<Json, WebAuthnError> {
+    match work {
+        Work::Create { caller, options } => {
+            ensure_pin(client, pin, pin_rng).await;
+            let mut user = user(pin);
+            client
+                .create(&caller, &options, &mut user, signal)
+                .await
+                .map(|response| response.to_json())
         }
-        if job.reply.is_closed() {
-            continue;
+        Work::Get { caller, options } => {
+            ensure_pin(client, pin, pin_rng).await;
+            let mut user = user(pin);
+            client
+                .get(&caller, &options, &mut user, signal)
+                .await
+                .map(|response| response.to_json())
         }
-        let Some(client) = clients.get_mut(&job.device) else {
-            let _ = job.reply.send(Err(WebAuthnError::not_allowed(format!(
-                "the authenticator {:?} is gone",
-                job.device
-            ))));
-            continue;
-        };
-        client.ctap_mut().arm(&job.signal);
-        let outcome = match job.work {
-            Work::Create { caller, options } => {
-                ensure_pin(client, pin.as_deref(), &mut pin_rng);
-                let mut user = user(pin.as_deref());
-                client
-                    .create_blocking(&caller, &options, &mut user, &job.signal)
-                    .map(|response| response.to_json())
-            }
-            Work::Get { caller, options } => {
-                ensure_pin(client, pin.as_deref(), &mut pin_rng);
-                let mut user = user(pin.as_deref());
-                client
-                    .get_blocking(&caller, &options, &mut user, &job.signal)
-                    .map(|response| response.to_json())
-            }
-            Work::IsUvpaa => block_on(get_info(client.ctap_mut()))
-                .map(|info| Json::Bool(info.built_in_uv()))
-                .map_err(|error| {
-                    WebAuthnError::not_allowed(format!("authenticatorGetInfo failed: {error}"))
-                }),
-        };
-        if let Err(error) = &outcome {
-            tracing::info!("browser gateway: {error}");
-        }
-        let _ = job.reply.send(outcome);
+        Work::IsUvpaa => get_info(client.ctap_mut())
+            .await
+            .map(|info| Json::Bool(info.built_in_uv()))
+            .map_err(|error| {
+                WebAuthnError::not_allowed(format!("authenticatorGetInfo failed: {error}"))
+            }),
     }
 }
 
@@ -688,13 +551,9 @@ fn user(pin: Option<&str>) -> GatewayUser {
 
 /// With `--browser-pin`, gives a device without a PIN that PIN (the device may have been
 /// reset since the last ceremony). Failures are logged; the ceremony then fails as it would.
-fn ensure_pin(
-    client: &mut Client<DeviceChannel, ChaCha20Rng>,
-    pin: Option<&str>,
-    rng: &mut ChaCha20Rng,
-) {
+async fn ensure_pin(client: &mut GatewayClient, pin: Option<&str>, rng: &mut ChaCha20Rng) {
     let Some(pin) = pin else { return };
-    let info = match block_on(get_info(client.ctap_mut())) {
+    let info = match get_info(client.ctap_mut()).await {
         Ok(info) => info,
         Err(error) => {
             tracing::warn!("browser gateway: getInfo failed: {error}");
@@ -708,7 +567,7 @@ fn ensure_pin(
         .pin_uv_auth_protocol()
         .and_then(Protocol::from_version)
         .unwrap_or(Protocol::One);
-    match block_on(set_pin(client.ctap_mut(), protocol, pin, rng)) {
+    match set_pin(client.ctap_mut(), protocol, pin, rng).await {
         Ok(()) => tracing::info!("browser gateway: set the device's PIN (--browser-pin)"),
         Err(error) => tracing::warn!("browser gateway: cannot set the PIN: {error}"),
     }
@@ -719,7 +578,10 @@ fn ensure_pin(
 
 struct Shared {
     token: String,
-    jobs: mpsc::Sender<Job>,
+    /// The devices' clients.
+    link: Rc<GatewayLink>,
+    /// `--browser-pin`.
+    pin_value: Option<String>,
     /// Ceremonies in progress by request ID, for `/v1/cancel`, with a serial number telling
     /// entries apart when an ID is reused.
     pending: RefCell<HashMap<String, (u64, AbortSignal)>>,
@@ -728,7 +590,7 @@ struct Shared {
     started: Instant,
     pin: bool,
     connections: Semaphore,
-    /// How long the worker gets after the lifetime timer ([`SETTLE_GRACE`]).
+    /// How long a ceremony gets to settle after its lifetime timer ([`SETTLE_GRACE`]).
     settle_grace: Duration,
     /// The control API, if served here.
     control: Option<Rc<ControlApi>>,
@@ -1678,8 +1540,10 @@ fn cancel(shared: &Shared, body: &[u8]) -> Response {
     }
 }
 
-/// Hands `work` to the worker and waits for its answer, the lifetime timer, or the caller
-/// hanging up — whichever comes first. Always settles.
+/// Runs `work` on `device`'s client and waits for its answer, the lifetime timer, or the caller
+/// hanging up — whichever comes first. Always settles: after the timer (or the hang-up) the
+/// ceremony's signal fires, which cancels the request at the device, and the ceremony gets
+/// [`SETTLE_GRACE`] to end before it is dropped.
 async fn run(
     shared: &Shared,
     device: String,
@@ -1688,33 +1552,60 @@ async fn run(
     lifetime: Duration,
     stream: Option<&mut TcpStream>,
 ) -> Result<Json, WebAuthnError> {
-    let (reply, mut answer) = oneshot::channel();
-    let job = Job {
-        device,
-        work,
-        signal: signal.clone(),
-        reply,
+    let Some(entry) = shared.link.client(&device) else {
+        return Err(WebAuthnError::not_allowed(format!(
+            "the authenticator {device:?} is gone"
+        )));
     };
-    if let Err(error) = shared.jobs.try_send(job) {
-        return Err(WebAuthnError::not_allowed(match error {
-            mpsc::error::TrySendError::Full(_) => {
-                "the browser gateway has too many ceremonies waiting"
-            }
-            mpsc::error::TrySendError::Closed(_) => "the browser gateway's worker has stopped",
-        }));
+    if entry.waiting.get() >= MAX_QUEUED {
+        return Err(WebAuthnError::not_allowed(
+            "the browser gateway has too many ceremonies waiting for this authenticator",
+        ));
     }
-    let stopped = || WebAuthnError::not_allowed("the browser gateway's worker has stopped");
-    tokio::select! {
-        settled = &mut answer => return settled.unwrap_or_else(|_| Err(stopped())),
-        () = tokio::time::sleep(lifetime) => signal.time_out(),
+    entry.waiting.set(entry.waiting.get().saturating_add(1));
+    let _waiting = WaitingGuard(&entry);
+    let pin = shared.pin_value.as_deref();
+    let ceremony = async {
+        let mut held = entry.client.lock().await;
+        signal.check()?;
+        let (client, pin_rng) = &mut *held;
+        perform(client, pin_rng, pin, work, signal).await
+    };
+    let mut ceremony = std::pin::pin!(ceremony);
+    let hung = tokio::select! {
+        settled = &mut ceremony => return log_outcome(settled),
+        () = tokio::time::sleep(lifetime) => {
+            signal.time_out();
+            false
+        }
         () = hung_up(stream) => {
             signal.cancel();
-            return Err(WebAuthnError::not_allowed("the caller hung up"));
+            true
         }
+    };
+    let settled = tokio::time::timeout(shared.settle_grace, ceremony).await;
+    if hung {
+        return Err(WebAuthnError::not_allowed("the caller hung up"));
     }
-    match tokio::time::timeout(shared.settle_grace, answer).await {
-        Ok(Ok(settled)) => settled,
-        _ => Err(fidelio_webauthn::AbortReason::TimedOut.to_error()),
+    match settled {
+        Ok(settled) => log_outcome(settled),
+        Err(_) => Err(fidelio_webauthn::AbortReason::TimedOut.to_error()),
+    }
+}
+
+fn log_outcome(outcome: Result<Json, WebAuthnError>) -> Result<Json, WebAuthnError> {
+    if let Err(error) = &outcome {
+        tracing::info!("browser gateway: {error}");
+    }
+    outcome
+}
+
+/// Counts a ceremony waiting for (or holding) a device's client.
+struct WaitingGuard<'a>(&'a DeviceClient);
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.set(self.0.waiting.get().saturating_sub(1));
     }
 }
 
@@ -1820,10 +1711,17 @@ mod tests {
         assert!(!authorized(&request("secret-token"), "secret-token"));
     }
 
-    fn shared(jobs: mpsc::Sender<Job>) -> Shared {
+    fn shared(device: mpsc::Sender<Direct>) -> Shared {
+        let link = Rc::new(GatewayLink {
+            clients: RefCell::new(HashMap::new()),
+            rng: RefCell::new(ChaCha20Rng::seed_from_u64(1)),
+            next_peer: Cell::new(0),
+        });
+        crate::devices::GatewayAttach::attach(&*link, DEFAULT_AUTHENTICATOR, device);
         Shared {
             token: "t".repeat(20),
-            jobs,
+            link,
+            pin_value: None,
             pending: RefCell::new(HashMap::new()),
             config: ClientConfig::default(),
             ceremonies: Cell::new(0),
@@ -1837,23 +1735,21 @@ mod tests {
         }
     }
 
-    /// A worker that answers each job only once its signal fired (a ceremony waiting for a
+    /// A device that answers a request only once it is cancelled (a ceremony waiting for a
     /// user who never comes), or never answers at all.
-    fn stuck_worker(mut jobs: mpsc::Receiver<Job>, answers: bool) {
+    fn stuck_device(mut device: mpsc::Receiver<Direct>, answers: bool) {
         std::thread::spawn(move || {
             let mut kept = Vec::new();
-            while let Some(job) = jobs.blocking_recv() {
-                if !answers {
-                    kept.push(job);
-                    continue;
-                }
-                let reason = loop {
-                    if let Some(reason) = job.signal.reason() {
-                        break reason;
+            while let Some(message) = device.blocking_recv() {
+                match message {
+                    Direct::Request { reply, .. } => kept.push(reply),
+                    Direct::Cancel(_) if answers => {
+                        for reply in kept.drain(..) {
+                            let _ = reply.send(vec![0x2D]);
+                        }
                     }
-                    std::thread::sleep(Duration::from_millis(2));
-                };
-                let _ = job.reply.send(Err(reason.to_error()));
+                    Direct::Cancel(_) => {}
+                }
             }
         });
     }
@@ -1863,10 +1759,10 @@ mod tests {
         use fidelio_webauthn::ErrorName;
         let name = |outcome: Result<Json, WebAuthnError>| outcome.err().map(|e| e.name);
 
-        // The lifetime timer fires: the worker winds down with NotAllowedError.
-        let (jobs, receiver) = mpsc::channel(4);
-        stuck_worker(receiver, true);
-        let gateway = shared(jobs);
+        // The lifetime timer fires: the ceremony winds down with NotAllowedError.
+        let (device, receiver) = mpsc::channel(4);
+        stuck_device(receiver, true);
+        let gateway = shared(device);
         let started = Instant::now();
         let timer = Duration::from_millis(30);
         let outcome = run(
@@ -1905,10 +1801,10 @@ mod tests {
         assert_eq!(unknown.body, json!({"ok": false}));
         assert_eq!(cancel(&gateway, b"{}").status, 400);
 
-        // A worker that never answers: NotAllowedError after the timer and the grace period.
-        let (jobs, receiver) = mpsc::channel(4);
-        stuck_worker(receiver, false);
-        let gateway = shared(jobs);
+        // A device that never answers: NotAllowedError after the timer and the grace period.
+        let (device, receiver) = mpsc::channel(4);
+        stuck_device(receiver, false);
+        let gateway = shared(device);
         let timer = Duration::from_millis(20);
         let outcome = run(
             &gateway,
@@ -1921,10 +1817,10 @@ mod tests {
         .await;
         assert_eq!(name(outcome), Some(ErrorName::NotAllowedError));
 
-        // No worker: refused at once.
-        let (jobs, receiver) = mpsc::channel(1);
+        // No device loop: refused at once.
+        let (device, receiver) = mpsc::channel(1);
         drop(receiver);
-        let gateway = shared(jobs);
+        let gateway = shared(device);
         let outcome = run(
             &gateway,
             DEFAULT_AUTHENTICATOR.to_owned(),

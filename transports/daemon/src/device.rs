@@ -121,7 +121,7 @@ pub struct DeviceOptions {
 
 /// What a device needs to answer the control API ([`ControlCommand::Virtual`]) and to log
 /// its events.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DeviceExtras {
     /// The device's authenticator ID.
     pub id: String,
@@ -129,6 +129,29 @@ pub struct DeviceExtras {
     pub events: Rc<EventLog>,
     /// How presence is answered unless the control API says otherwise.
     pub presence: crate::presence::PresenceMode,
+    /// CTAP requests from in-process clients (the browser gateway), without CTAPHID framing.
+    pub direct: Option<mpsc::Receiver<Direct>>,
+}
+
+/// A message of an in-process client (the browser gateway's WebAuthn client): a CTAP2 request
+/// straight to the core — no CTAPHID framing, no thread hop — or the cancel of one. The device
+/// treats it as one more host: it waits its turn behind other hosts' requests, it is answered
+/// in full when done, and a cancel ends its wait for the user (`CTAP2_ERR_KEEPALIVE_CANCEL`).
+#[derive(Debug)]
+pub enum Direct {
+    /// A CBOR request (command byte and parameters).
+    Request {
+        /// Tells this request apart for [`Direct::Cancel`].
+        serial: u64,
+        /// The command byte and its CBOR parameters.
+        payload: Vec<u8>,
+        /// The lane it came through (for events and the event log).
+        from: Peer,
+        /// Where the response goes (closed: the client gave up; the request is skipped).
+        reply: oneshot::Sender<Vec<u8>>,
+    },
+    /// authenticatorCancel for request `serial`.
+    Cancel(u64),
 }
 
 /// Runs the device until `inbound` closes or `shutdown` resolves. A request in progress at
@@ -205,6 +228,11 @@ async fn run_device<P: Platform + 'static>(
         .map(|extras| (extras.id.clone(), extras.events.clone()));
     // The request in progress, for its `operation` event.
     let mut operation: Option<crate::operation::Started> = None;
+    let mut extras = extras;
+    let mut direct = extras.as_mut().and_then(|extras| extras.direct.take());
+    let mut direct_queue: VecDeque<QueuedDirect> = VecDeque::new();
+    // The direct request in progress: its serial and where its answer goes.
+    let mut direct_in_progress: Option<(u64, oneshot::Sender<Vec<u8>>)> = None;
     let mut virtual_state = extras.map(|extras| {
         VirtualState::new(
             extras.id,
@@ -236,7 +264,24 @@ async fn run_device<P: Platform + 'static>(
         if processing.is_none()
             && let Some(mut authenticator) = idle.take()
         {
-            match hid.take_request() {
+            let next = match hid.take_request() {
+                Some(request) => Some(Next {
+                    kind: request.kind,
+                    from: routes.get(&request.channel).copied(),
+                    channel: Some(request.channel),
+                    payload: request.payload,
+                }),
+                None => next_direct(&mut direct_queue).map(|(serial, payload, from, reply)| {
+                    direct_in_progress = Some((serial, reply));
+                    Next {
+                        kind: RequestKind::Cbor,
+                        from: Some(from),
+                        channel: None,
+                        payload,
+                    }
+                }),
+            };
+            match next {
                 Some(request) => {
                     signals.clear();
                     let kind = request.kind;
@@ -250,14 +295,14 @@ async fn run_device<P: Platform + 'static>(
                             RequestKind::Cbor => ctap_log::describe_request(&request.payload),
                             RequestKind::Msg => ctap_log::describe_u2f_request(&request.payload),
                         };
-                        tracing::info!(target: "ctap", channel = format_args!("{:08x}", request.channel), "→ {described}");
+                        tracing::info!(target: "ctap", channel = format_args!("{:08x}", request.channel.unwrap_or(0)), "→ {described}");
                     }
+                    let from = request.from;
                     observed = virtual_state.as_mut().and_then(|state| {
-                        let from = routes.get(&request.channel).copied();
                         state.observe_request(&mut authenticator, kind, &request.payload, from)
                     });
                     if fault_log.is_some() {
-                        let lane = routes.get(&request.channel).copied().map(lane_name);
+                        let lane = from.map(lane_name);
                         operation =
                             Some(crate::operation::Started::new(kind, &request.payload, lane));
                     }
@@ -274,7 +319,7 @@ async fn run_device<P: Platform + 'static>(
                             // The command does not run: nothing to observe.
                             observed = None;
                         }
-                        let lane = routes.get(&request.channel).copied().map(lane_name);
+                        let lane = from.map(lane_name);
                         faulted = Some(Faulted {
                             plan,
                             replaced,
@@ -340,7 +385,12 @@ async fn run_device<P: Platform + 'static>(
                     };
                     tracing::info!(target: "ctap", "← {described}");
                 }
-                hid.respond(&response, now());
+                match direct_in_progress.take() {
+                    Some((_, reply)) => {
+                        let _ = reply.send(response.clone());
+                    }
+                    None => hid.respond(&response, now()),
+                }
                 // The answer leaves under its own request's HID faults, which end with it.
                 flush(&mut hid, &routes, outbound.as_ref(), &mut outgoing);
                 outgoing.begin(0, None);
@@ -372,6 +422,18 @@ async fn run_device<P: Platform + 'static>(
                 }
             }
             () = outgoing.due() => outgoing.send_due(outbound.as_ref()),
+            message = receive_direct(&mut direct) => match message {
+                Some(Direct::Request { serial, payload, from, reply }) => {
+                    direct_queue.push_back((serial, payload, from, reply));
+                }
+                Some(Direct::Cancel(serial)) => {
+                    if direct_in_progress.as_ref().is_some_and(|(current, _)| *current == serial) {
+                        signals.cancel();
+                    }
+                }
+                // The client is gone: no more direct requests.
+                None => direct = None,
+            },
             _ = tick.tick() => {
                 let status = if signals.waiting_for_user() { KeepaliveStatus::UpNeeded } else { KeepaliveStatus::Processing };
                 hid.set_keepalive_status(status);
@@ -610,5 +672,37 @@ impl OutgoingFaults {
                 outbound.send(&to, &packet);
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-process clients ([`Direct`]).
+
+/// A direct request waiting its turn: serial, payload, lane, reply.
+type QueuedDirect = (u64, Vec<u8>, Peer, oneshot::Sender<Vec<u8>>);
+
+/// The request to start next.
+struct Next {
+    kind: RequestKind,
+    /// The CTAPHID channel (`None`: a direct request).
+    channel: Option<u32>,
+    from: Option<Peer>,
+    payload: Vec<u8>,
+}
+
+/// The first queued direct request whose client still waits.
+fn next_direct(queue: &mut VecDeque<QueuedDirect>) -> Option<QueuedDirect> {
+    while let Some(request) = queue.pop_front() {
+        if !request.3.is_closed() {
+            return Some(request);
+        }
+    }
+    None
+}
+
+async fn receive_direct(direct: &mut Option<mpsc::Receiver<Direct>>) -> Option<Direct> {
+    match direct {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -61,10 +61,10 @@ impl Plug {
         self.0.set(plugged);
     }
 
-    /// The queue the lanes send into, and the one the device reads: packets that arrive while
-    /// unplugged are dropped here, before the device sees them.
-    pub fn inbound(&self, capacity: usize) -> (mpsc::Sender<Inbound>, mpsc::Receiver<Inbound>) {
-        let (lanes_tx, mut lanes_rx) = mpsc::channel::<Inbound>(capacity);
+    /// The queue the lanes (or the gateway's client) send into, and the one the device reads:
+    /// what arrives while unplugged is dropped here, before the device sees it.
+    pub fn inbound<T: 'static>(&self, capacity: usize) -> (mpsc::Sender<T>, mpsc::Receiver<T>) {
+        let (lanes_tx, mut lanes_rx) = mpsc::channel::<T>(capacity);
         let (device_tx, device_rx) = mpsc::channel(capacity);
         let plug = self.clone();
         tokio::task::spawn_local(async move {
@@ -101,8 +101,8 @@ impl Outbound for PluggedOutbound {
 
 /// What the gateway does for the host: give a new device its own client, forget a removed one.
 pub trait GatewayAttach {
-    /// Connects the gateway's client to device `id`; returns the lane the device answers it on.
-    fn attach(&self, id: &str, device: mpsc::Sender<Inbound>) -> Rc<dyn Outbound>;
+    /// Connects a gateway client to device `id`, sending CTAP2 requests into `device`.
+    fn attach(&self, id: &str, device: mpsc::Sender<crate::device::Direct>);
     /// Forgets device `id`.
     fn detach(&self, id: &str);
 }
@@ -309,6 +309,8 @@ pub struct DeviceHost {
     /// The device browser create() ceremonies go to (the key the user touches); `None`: the
     /// first plugged-in device.
     preferred: RefCell<Option<String>>,
+    /// The batch attestation key `serve --attestation batch:DIR` gave the default device.
+    batch: RefCell<Option<authenticator_core::BatchAttestation>>,
     rng: RefCell<ChaCha20Rng>,
     numbered: Cell<u32>,
 }
@@ -353,6 +355,7 @@ impl DeviceHost {
             devices: RefCell::new(Vec::new()),
             gateway: RefCell::new(None),
             preferred: RefCell::new(None),
+            batch: RefCell::new(None),
             rng: RefCell::new(rng),
             numbered: Cell::new(1),
         }
@@ -378,6 +381,9 @@ impl DeviceHost {
         plug: Plug,
         udp: Option<SocketAddr>,
     ) {
+        if let AttestationMode::Batch(batch) = &settings.config.attestation {
+            *self.batch.borrow_mut() = Some(batch.clone());
+        }
         self.devices.borrow_mut().push(Entry {
             id: id.to_owned(),
             settings,
@@ -510,6 +516,7 @@ impl DeviceHost {
             (rng, rand_core::Rng::next_u64(&mut *seeds))
         };
         let signals = Rc::new(PresenceSignals::default());
+        signals.set_daemon_batch(self.batch.borrow().clone());
         let presence_mode = match self.settings.presence {
             PresenceMode::Prompt => PresenceMode::Auto,
             other => other,
@@ -532,9 +539,14 @@ impl DeviceHost {
         let mut lanes = device::Lanes::new();
         lanes.push(lane.outbound());
         let gateway = self.gateway.borrow().clone();
-        if let Some(gateway) = &gateway {
-            lanes.push(gateway.attach(id, inbound_tx.clone()));
-        }
+        let direct = match &gateway {
+            Some(gateway) => {
+                let (direct_tx, direct_rx) = plug.inbound(64);
+                gateway.attach(id, direct_tx);
+                Some(direct_rx)
+            }
+            None => None,
+        };
         let outbound = plug.outbound(Rc::new(lanes));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (lane_stop_tx, lane_stop_rx) = oneshot::channel::<()>();
@@ -554,6 +566,7 @@ impl DeviceHost {
             id: id.to_owned(),
             events: self.events.clone(),
             presence: presence_mode,
+            direct,
         };
         let device_id = id.to_owned();
         tokio::task::spawn_local(async move {

@@ -961,7 +961,8 @@ fn add<P: Platform>(
     let mut resolved = Vec::with_capacity(specs.len());
     for spec in specs {
         let attestation = match spec.kind {
-            FaultKind::Attestation(choice) => match attestation_for(choice, authenticator) {
+            FaultKind::Attestation(choice) => match attestation_for(choice, authenticator, signals)
+            {
                 Ok(mode) => Some(mode),
                 Err(refusal) => return refusal,
             },
@@ -983,19 +984,24 @@ fn add<P: Platform>(
 fn attestation_for<P: Platform>(
     choice: AttestationChoice,
     authenticator: &mut Authenticator<P>,
+    signals: &PresenceSignals,
 ) -> Result<AttestationMode, Json> {
     match choice {
         AttestationChoice::None => Ok(AttestationMode::None),
         AttestationChoice::SelfAttestation => Ok(AttestationMode::SelfAttestation),
-        AttestationChoice::Batch => match &authenticator.config().attestation {
-            AttestationMode::Batch(batch) => Ok(AttestationMode::Batch(batch.clone())),
-            _ => Err(failure(
-                409,
-                "Unsupported",
-                "this daemon has no batch attestation key (start it with --attestation \
+        AttestationChoice::Batch => {
+            match (&authenticator.config().attestation, signals.daemon_batch()) {
+                (AttestationMode::Batch(batch), _) => Ok(AttestationMode::Batch(batch.clone())),
+                // A device added later: the key the daemon was started with.
+                (_, Some(batch)) => Ok(AttestationMode::Batch(batch)),
+                _ => Err(failure(
+                    409,
+                    "Unsupported",
+                    "this daemon has no batch attestation key (start it with --attestation \
                  batch:DIR); use mode \"untrusted\" for a throwaway one",
-            )),
-        },
+                )),
+            }
+        }
         AttestationChoice::Untrusted => {
             let aaguid = authenticator.config().aaguid;
             let now = SystemTime::now()

@@ -219,6 +219,8 @@ async fn serve_with<S: Store + 'static>(
     // The default device's lanes pass through its plug (`devices.rs`).
     let plug = devices::Plug::plugged_in();
     let (inbound_tx, inbound_rx) = plug.inbound(256);
+    // The gateway's client's requests, straight to the core (`device::Direct`).
+    let (direct_tx, direct_rx) = plug.inbound(64);
     let (control_tx, control_rx) = mpsc::channel(16);
     if let Some(address) = options.control {
         let listener = tokio::net::TcpListener::bind(address)
@@ -268,13 +270,12 @@ async fn serve_with<S: Store + 'static>(
             let control_api = virtual_auth::ControlApi::new(host.clone());
             let gateway = browser::Gateway::start_with_control(
                 browser,
-                inbound_tx.clone(),
+                direct_tx,
                 options.seed,
                 Some(Rc::new(control_api)),
             )
             .await
             .map_err(ServeError::Browser)?;
-            lanes.push(gateway.outbound());
             host.set_gateway(gateway.link());
             Some(gateway)
         }
@@ -323,6 +324,7 @@ async fn serve_with<S: Store + 'static>(
             id: virtual_auth::DEFAULT_AUTHENTICATOR.to_owned(),
             events,
             presence: options.presence,
+            direct: Some(direct_rx),
         },
     )
     .await;

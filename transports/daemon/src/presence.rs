@@ -90,9 +90,22 @@ pub struct PresenceSignals {
     request_faults: Cell<PresenceFaults>,
     /// Which of them took effect.
     request_faults_fired: Cell<PresenceFaultsFired>,
+    /// The daemon's batch attestation key (`serve --attestation batch:DIR`), for an attestation
+    /// fault on a device that does not attest with it itself.
+    daemon_batch: RefCell<Option<authenticator_core::BatchAttestation>>,
 }
 
 impl PresenceSignals {
+    /// Makes the daemon's batch attestation key available to this device's faults.
+    pub fn set_daemon_batch(&self, batch: Option<authenticator_core::BatchAttestation>) {
+        *self.daemon_batch.borrow_mut() = batch;
+    }
+
+    /// The daemon's batch attestation key, if it has one.
+    pub fn daemon_batch(&self) -> Option<authenticator_core::BatchAttestation> {
+        self.daemon_batch.borrow().clone()
+    }
+
     /// The host cancelled the pending command.
     pub fn cancel(&self) {
         self.cancelled.set(true);

@@ -1711,11 +1711,17 @@ impl ControlApi {
                 fields.insert("format".into(), json!(format.name()));
                 fields.insert("count".into(), json!(export.count));
                 self.events.push("credentialsExported", id, fields);
+                // CDP's shape is WebDriver's with standard base64: named as asked.
+                let label = if name.eq_ignore_ascii_case("cdp") {
+                    "cdp"
+                } else {
+                    format.name()
+                };
                 (
                     200,
                     json!({ "ok": {
                         "document": export.json.as_str(),
-                        "format": format.name(),
+                        "format": label,
                         "count": export.count,
                         "warnings": export.warnings,
                     }}),
