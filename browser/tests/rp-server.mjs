@@ -116,7 +116,8 @@ class Rp {
       userName: username,
       userID: user.id,
       userDisplayName: params.displayName ?? username,
-      attestationType: 'none',
+      // 'direct' asks for the authenticator's attestation statement (fmt packed…).
+      attestationType: params.attestation ?? 'none',
       timeout: params.timeout ?? 60_000,
       excludeCredentials: params.exclude
         ? user.credentials.map((c) => ({id: c.id, transports: c.transports}))
@@ -153,6 +154,10 @@ class Rp {
       userVerified: info.userVerified,
       fmt: info.fmt,
       aaguid: info.aaguid,
+      // BE/BS as the RP library reads them (singleDevice/false, multiDevice/true|false).
+      credentialDeviceType: info.credentialDeviceType,
+      credentialBackedUp: info.credentialBackedUp,
+      counter: info.credential.counter,
       origin: info.origin,
       rpId: info.rpID,
       clientData,
@@ -189,7 +194,10 @@ class Rp {
       credential: stored.credential,
       requireUserVerification: ceremony.uv === 'required',
     });
-    if (!verification.verified) return {verified: false};
+    // Every other check (flags, counter…) throws; a signature that does not verify is the one
+    // verdict @simplewebauthn/server answers with `verified: false`.
+    if (!verification.verified) return {verified: false, reason: 'signature'};
+    // The RP keeps the counter of every verified login, so a clone's lower one is judged.
     stored.credential.counter = verification.authenticationInfo.newCounter;
     const userHandle = params.response.response.userHandle ?? null;
     const clientData = JSON.parse(Buffer.from(params.response.response.clientDataJSON, 'base64url').toString());
@@ -199,6 +207,8 @@ class Rp {
       credentialId: params.response.id,
       userVerified: verification.authenticationInfo.userVerified,
       counter: verification.authenticationInfo.newCounter,
+      credentialDeviceType: verification.authenticationInfo.credentialDeviceType,
+      credentialBackedUp: verification.authenticationInfo.credentialBackedUp,
       userHandle,
       clientData,
     };

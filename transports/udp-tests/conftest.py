@@ -1,7 +1,10 @@
 """Shared fixture: a real `fidelio serve --ephemeral` daemon per test, on free loopback ports.
 
 `fidelio_daemon(*extra_args)` starts one (more than one per test is fine), waits until its
-UDP lane answers a CTAPHID INIT, and returns a `Daemon`. At teardown every daemon still running
+UDP lane answers a CTAPHID INIT, and returns a `Daemon`. `fidelio_daemon(gateway=True)` also
+serves the browser gateway on a free loopback port (`--browser 127.0.0.1:0`) with its token
+file in the test's directory; the control API and `fidelio device` live there, and the daemon's
+`gateway_file`, `gateway_url` and `gateway_token` say where. At teardown every daemon still running
 gets SIGTERM and must exit 0; a daemon that died on its own (crash, panic) fails the test, with
 the tail of its log in the message.
 
@@ -11,6 +14,7 @@ ${CARGO_TARGET_DIR:-<repo>/target}/debug/fidelio.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -75,10 +79,21 @@ def ctaphid_init_answers(port: int, timeout: float) -> bool:
 class Daemon:
     """One running `fidelio serve`."""
 
-    def __init__(self, binary: str, args: list[str], log_dir: Path, index: int):
+    def __init__(
+        self,
+        binary: str,
+        args: list[str],
+        log_dir: Path,
+        index: int,
+        gateway_file: Path | None = None,
+    ):
         self.binary = binary
         self.args = args
         self.log_path = log_dir / f"fidelio-{index}.log"
+        # The browser gateway's token file ({url, token, pid}), when it serves one.
+        self.gateway_file = gateway_file
+        self.gateway_url = ""
+        self.gateway_token = ""
         self.proc: subprocess.Popen | None = None
         self.host = "127.0.0.1"
         self.port = 0
@@ -116,7 +131,9 @@ class Daemon:
                 if self.proc.poll() is not None:
                     break
                 if ctaphid_init_answers(self.port, 0.2) and self.proc.poll() is None:
-                    return self
+                    if self.gateway_file is None or self._gateway_ready(deadline):
+                        return self
+                    break
             if self.proc.poll() is None:
                 self.proc.kill()
                 self.proc.wait()
@@ -132,6 +149,29 @@ class Daemon:
                     pytrace=False,
                 )
         pytest.fail(f"fidelio serve could not bind free ports\n{self.log_tail()}", pytrace=False)
+
+    def _gateway_ready(self, deadline: float) -> bool:
+        """Waits for the token file this very process wrote (its `pid`); False if it died."""
+        assert self.gateway_file is not None and self.proc is not None
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                data = json.loads(self.gateway_file.read_text())
+            except (OSError, ValueError):
+                data = None
+            if isinstance(data, dict) and data.get("pid") == self.proc.pid:
+                self.gateway_url = data["url"]
+                self.gateway_token = data["token"]
+                return True
+            time.sleep(0.02)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(
+                f"fidelio serve wrote no gateway token file at {self.gateway_file}\n"
+                f"{self.log_tail()}",
+                pytrace=False,
+            )
+        return False
 
     def stop(self) -> int:
         """SIGTERM, then the exit code (a daemon that does not stop in 10 s is killed)."""
@@ -193,13 +233,19 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def fidelio_daemon(tmp_path):
     """Factory: `fidelio_daemon("--presence", "deny")` starts `fidelio serve --ephemeral ...`;
-    `fidelio_daemon("--state", path, ephemeral=False)` keeps credentials in a file."""
+    `fidelio_daemon("--state", path, ephemeral=False)` keeps credentials in a file;
+    `fidelio_daemon(gateway=True)` adds the browser gateway (control API, `fidelio device`)."""
     binary = fidelio_bin()
     daemons: list[Daemon] = []
 
-    def start(*args: str, ephemeral: bool = True) -> Daemon:
+    def start(*args: str, ephemeral: bool = True, gateway: bool = False) -> Daemon:
         argv = (["--ephemeral"] if ephemeral else []) + [str(a) for a in args]
-        daemon = Daemon(binary, argv, tmp_path, len(daemons))
+        index = len(daemons)
+        gateway_file = None
+        if gateway:
+            gateway_file = tmp_path / f"gateway-{index}.json"
+            argv += ["--browser", "127.0.0.1:0", "--browser-token-file", str(gateway_file)]
+        daemon = Daemon(binary, argv, tmp_path, index, gateway_file)
         daemons.append(daemon)
         return daemon.start()
 
