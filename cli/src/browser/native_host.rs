@@ -182,6 +182,32 @@ struct Host {
     queue: Mutex<Queue>,
     /// Signalled when a request is queued.
     queued: Condvar,
+    /// Connections to the gateway kept for the next request (`Connection: keep-alive`).
+    pool: Pool,
+}
+
+/// Kept connections: the gateway's URL, the connection, and since when it is idle.
+type Pool = Mutex<Vec<(String, TcpStream, std::time::Instant)>>;
+
+/// How long a kept connection may stay idle before it is not used again (the gateway closes
+/// idle ones after 30 s).
+const KEEP_IDLE: Duration = Duration::from_secs(20);
+/// Kept connections, at most.
+const KEEP_MAX: usize = 8;
+
+/// A kept connection to `url`, if one is fresh enough.
+fn take_kept(pool: &Pool, url: &str) -> Option<TcpStream> {
+    let mut kept = lock(pool);
+    kept.retain(|(_, _, since)| since.elapsed() < KEEP_IDLE);
+    let at = kept.iter().rposition(|(kept_url, _, _)| kept_url == url)?;
+    Some(kept.swap_remove(at).1)
+}
+
+fn keep(pool: &Pool, url: &str, stream: TcpStream) {
+    let mut kept = lock(pool);
+    if kept.len() < KEEP_MAX {
+        kept.push((url.to_owned(), stream, std::time::Instant::now()));
+    }
 }
 
 #[derive(Default)]
@@ -199,7 +225,7 @@ struct Job {
     timeout: Duration,
     /// The request as already sent (by the reading thread, so that starting the relay thread
     /// overlaps the gateway's work): the token file it used, and the connection or why none.
-    sent: Option<(TokenFile, Result<TcpStream, PostError>)>,
+    sent: Option<(TokenFile, Result<Sent, PostError>)>,
 }
 
 /// The gateway's answer.
@@ -215,12 +241,15 @@ enum PostError {
     Connect(String),
     /// Anything after connecting, or a token file the host will not use.
     Exchange(String),
+    /// A kept connection the gateway had closed before the request reached it.
+    Stale,
 }
 
 impl PostError {
     fn text(self) -> String {
         match self {
             Self::Connect(text) | Self::Exchange(text) => text,
+            Self::Stale => "the gateway closed the connection".into(),
         }
     }
 }
@@ -238,6 +267,7 @@ impl Host {
             sink,
             queue: Mutex::new(Queue::default()),
             queued: Condvar::new(),
+            pool: Mutex::new(Vec::new()),
         })
     }
 
@@ -382,7 +412,7 @@ impl Host {
         // thread, for up to CONNECT_TIMEOUT).
         let sent = if body.len() <= SEND_AHEAD {
             self.config(false).ok().map(|config| {
-                let stream = open_request(&config, route, &body, timeout);
+                let stream = open_request(&self.pool, &config, route, &body, timeout);
                 (config, stream)
             })
         } else {
@@ -415,13 +445,19 @@ impl Host {
         };
         let (first, outcome) = match job.sent {
             Some((config, Ok(stream))) => {
-                let outcome = receive(stream, &config, job.timeout);
+                let outcome = match receive(&self.pool, stream, &config, job.timeout) {
+                    // A kept connection the gateway had closed: the request never reached it.
+                    Err(PostError::Stale) => {
+                        post(&self.pool, &config, job.route, &job.body, job.timeout)
+                    }
+                    outcome => outcome,
+                };
                 (config, outcome)
             }
             Some((config, Err(failure))) => (config, Err(failure)),
             None => match self.config(false) {
                 Ok(config) => {
-                    let outcome = post(&config, job.route, &job.body, job.timeout);
+                    let outcome = post(&self.pool, &config, job.route, &job.body, job.timeout);
                     (config, outcome)
                 }
                 Err(error) => return answer(Err(PostError::Connect(self.no_gateway(&error)))),
@@ -430,13 +466,15 @@ impl Host {
         let stale = match &outcome {
             Ok(reply) => reply.status == 401,
             Err(PostError::Connect(_)) => true,
-            Err(PostError::Exchange(_)) => false,
+            Err(PostError::Exchange(_) | PostError::Stale) => false,
         };
         if !stale {
             return answer(outcome);
         }
         match self.config(true) {
-            Ok(fresh) if fresh != first => answer(post(&fresh, job.route, &job.body, job.timeout)),
+            Ok(fresh) if fresh != first => {
+                answer(post(&self.pool, &fresh, job.route, &job.body, job.timeout))
+            }
             _ => answer(outcome),
         }
     }
@@ -467,29 +505,68 @@ fn gateway_address(url: &str) -> Result<(Vec<SocketAddr>, &str), PostError> {
     Ok((addresses, authority))
 }
 
-/// POSTs `body` to the gateway and reads its whole answer: plain HTTP/1.1 on a fresh loopback
-/// connection (the gateway closes it after one answer).
+/// POSTs `body` to the gateway and reads its whole answer: plain HTTP/1.1 on a loopback
+/// connection, kept for the next request when the gateway agrees (a kept one it closed
+/// meanwhile is replaced once).
 fn post(
+    pool: &Pool,
     config: &TokenFile,
     route: &str,
     body: &[u8],
     timeout: Duration,
 ) -> Result<Reply, PostError> {
-    receive(open_request(config, route, body, timeout)?, config, timeout)
+    match receive(
+        pool,
+        open_request(pool, config, route, body, timeout)?,
+        config,
+        timeout,
+    ) {
+        Err(PostError::Stale) => receive(
+            pool,
+            open_request(&Mutex::new(Vec::new()), config, route, body, timeout)?,
+            config,
+            timeout,
+        ),
+        outcome => outcome,
+    }
+}
+
+/// A request written to a connection: the connection, and whether it was a kept one.
+struct Sent {
+    stream: TcpStream,
+    reused: bool,
 }
 
 /// Connects to the gateway and sends the request; the answer is [`receive`]'s.
 fn open_request(
+    pool: &Pool,
     config: &TokenFile,
     route: &str,
     body: &[u8],
     timeout: Duration,
-) -> Result<TcpStream, PostError> {
+) -> Result<Sent, PostError> {
     let (addresses, authority) = gateway_address(&config.url)?;
     if config.token.is_empty() || !config.token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(PostError::Exchange(
             "the token file's token is not visible ASCII".into(),
         ));
+    }
+    let mut request = format!(
+        "POST {route} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n",
+        config.token,
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    if let Some(mut stream) = take_kept(pool, &config.url)
+        && stream.set_read_timeout(Some(timeout)).is_ok()
+        && stream.write_all(&request).is_ok()
+    {
+        return Ok(Sent {
+            stream,
+            reused: true,
+        });
     }
     let mut connected = Err(PostError::Connect(format!(
         "cannot connect to the gateway at {}",
@@ -520,27 +597,45 @@ fn open_request(
         .set_write_timeout(Some(WRITE_TIMEOUT))
         .and_then(|()| stream.set_read_timeout(Some(timeout)))
         .map_err(|error| exchange("setting up the connection to", error))?;
-    let mut request = format!(
-        "POST {route} HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        config.token,
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
     stream
         .write_all(&request)
         .map_err(|error| exchange("sending to", error))?;
-    Ok(stream)
+    Ok(Sent {
+        stream,
+        reused: false,
+    })
 }
 
 /// Reads the gateway's answer on a connection [`open_request`] opened.
 fn receive(
-    mut stream: TcpStream,
+    pool: &Pool,
+    sent: Sent,
     config: &TokenFile,
     timeout: Duration,
 ) -> Result<Reply, PostError> {
-    read_reply(&mut stream).map_err(|error| match error.kind() {
+    let Sent { mut stream, reused } = sent;
+    let mut started = false;
+    match read_reply(&mut stream, &mut started) {
+        Ok((reply, kept)) => {
+            if kept {
+                keep(pool, &config.url, stream);
+            }
+            return Ok(reply);
+        }
+        // Closed before a byte came (not a slow answer: that is a timeout, never resent).
+        Err(error)
+            if reused
+                && !started
+                && !matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+        {
+            return Err(PostError::Stale);
+        }
+        Err(error) => Err(error),
+    }
+    .map_err(|error| match error.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => PostError::Exchange(format!(
             "the gateway at {} did not answer within {} s",
             config.url,
@@ -558,7 +653,9 @@ fn invalid(text: &str) -> io::Error {
 }
 
 /// Reads an HTTP/1.x answer with a JSON body (`Content-Length`, else up to the end).
-fn read_reply(stream: &mut impl Read) -> io::Result<Reply> {
+/// Reads an HTTP/1.x answer; also whether the connection may carry the next request (the
+/// gateway said keep-alive and sent nothing beyond the body). `started`: whether any byte came.
+fn read_reply(stream: &mut impl Read, started: &mut bool) -> io::Result<(Reply, bool)> {
     let mut buffer: Vec<u8> = Vec::with_capacity(8 * 1024);
     let mut chunk = [0u8; 8 * 1024];
     let mut ended = false;
@@ -573,6 +670,7 @@ fn read_reply(stream: &mut impl Read) -> io::Result<Reply> {
         if read == 0 {
             return Err(invalid("the connection closed before a whole answer"));
         }
+        *started = true;
         buffer.extend_from_slice(chunk.get(..read).unwrap_or_default());
     };
     let head = buffer
@@ -587,7 +685,13 @@ fn read_reply(stream: &mut impl Read) -> io::Result<Reply> {
     }
     .ok_or_else(|| invalid("not an HTTP/1.x answer"))?;
     let mut length = None;
+    let mut keep_alive = false;
     for line in lines {
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("connection")
+        {
+            keep_alive = value.trim().eq_ignore_ascii_case("keep-alive");
+        }
         if let Some((name, value)) = line.split_once(':')
             && name.trim().eq_ignore_ascii_case("content-length")
         {
@@ -614,6 +718,7 @@ fn read_reply(stream: &mut impl Read) -> io::Result<Reply> {
         ended = read == 0;
         body.extend_from_slice(chunk.get(..read).unwrap_or_default());
     }
+    let exact = length == Some(body.len()) && !ended;
     if let Some(length) = length {
         if body.len() < length {
             return Err(invalid("the answer is shorter than its Content-Length"));
@@ -626,7 +731,7 @@ fn read_reply(stream: &mut impl Read) -> io::Result<Reply> {
             String::from_utf8_lossy(body.get(..200).unwrap_or(&body))
         ))
     })?;
-    Ok(Reply { status, body })
+    Ok((Reply { status, body }, keep_alive && exact))
 }
 
 #[cfg(test)]
@@ -853,6 +958,55 @@ mod tests {
         let mut cut = u32::MAX.to_ne_bytes().to_vec();
         cut.extend_from_slice(b"{}");
         assert!(host(&cut, &file, 0).0.is_err());
+    }
+
+    #[test]
+    fn kept_connections_are_reused_and_a_closed_one_is_replaced() {
+        // A gateway that keeps each connection for two requests, then closes it unasked.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    for _ in 0..2 {
+                        let mut buffer = Vec::new();
+                        let mut chunk = [0u8; 4096];
+                        while !buffer.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let read = stream.read(&mut chunk).unwrap_or(0);
+                            if read == 0 {
+                                return;
+                            }
+                            buffer.extend_from_slice(&chunk[..read]);
+                        }
+                        let text = r#"{"ok":true}"#;
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: keep-alive\r\n\r\n{text}",
+                            text.len()
+                        );
+                        stream.write_all(answer.as_bytes()).unwrap();
+                    }
+                });
+            }
+        });
+        let pool: Pool = Mutex::new(Vec::new());
+        let config = TokenFile {
+            url,
+            token: "secret-token-0123456789".into(),
+        };
+        for round in 0..5 {
+            let reply = post(&pool, &config, "/v1/isUvpaa", b"{}", Duration::from_secs(5))
+                .unwrap_or_else(|error| panic!("round {round}: {}", error.text()));
+            assert_eq!(reply.body, json!({"ok": true}));
+            // Give the closing side time to close before the next round.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Two requests per connection: 5 requests took 3 connections, not 5 — and the
+        // requests that met a connection closed meanwhile were sent again on a new one.
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
     }
 
     #[test]

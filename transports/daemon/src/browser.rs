@@ -622,19 +622,32 @@ async fn accept(listener: TcpListener, shared: Rc<Shared>, mut stop: oneshot::Re
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::task::spawn_local(async move {
-            let permit = shared.connections.try_acquire();
             let mut stream = stream;
-            let response = match permit {
-                Ok(_permit) => connection(&mut stream, &shared).await,
-                Err(_) => Some(Response::error(
+            let Ok(_permit) = shared.connections.try_acquire() else {
+                let response = Response::error(
                     503,
                     "NotAllowedError",
                     "too many connections to the browser gateway",
-                )),
-            };
-            if let Some(response) = response {
-                let _ = stream.write_all(&response.to_bytes()).await;
+                );
+                let _ = stream.write_all(&response.to_bytes(false)).await;
                 let _ = stream.shutdown().await;
+                return;
+            };
+            // One request per connection, or several in a row when the client asks for
+            // `Connection: keep-alive` (the shim's Node side does: no connect per ceremony).
+            let mut first = true;
+            loop {
+                let mut keep_alive = false;
+                let Some(response) = connection(&mut stream, &shared, first, &mut keep_alive).await
+                else {
+                    break;
+                };
+                first = false;
+                let keep = keep_alive && response.status == 200;
+                if stream.write_all(&response.to_bytes(keep)).await.is_err() || !keep {
+                    let _ = stream.shutdown().await;
+                    break;
+                }
             }
         });
     }
@@ -689,7 +702,7 @@ impl Response {
         }
     }
 
-    fn to_bytes(&self) -> Vec<u8> {
+    fn to_bytes(&self, keep_alive: bool) -> Vec<u8> {
         let reason = match self.status {
             200 => "OK",
             400 => "Bad Request",
@@ -712,10 +725,11 @@ impl Response {
         } else {
             ""
         };
+        let connection = if keep_alive { "keep-alive" } else { "close" };
         let mut out = format!(
             "HTTP/1.1 {} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
              Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n{extra}\
-             Connection: close\r\n\r\n",
+             Connection: {connection}\r\n\r\n",
             self.status,
             body.len()
         )
@@ -726,8 +740,15 @@ impl Response {
 }
 
 /// Serves one connection; `None` when there is nobody left to answer.
-async fn connection(stream: &mut TcpStream, shared: &Shared) -> Option<Response> {
+async fn connection(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    first: bool,
+    keep_alive: &mut bool,
+) -> Option<Response> {
     let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_request(stream)).await {
+        // A kept connection that stays idle is closed without a word.
+        Err(_) if !first => return None,
         Err(_) => {
             return Some(Response::error(
                 408,
@@ -739,6 +760,9 @@ async fn connection(stream: &mut TcpStream, shared: &Shared) -> Option<Response>
         Ok(Err(ReadError::Http(response))) => return Some(response),
         Ok(Ok(request)) => request,
     };
+    *keep_alive = request
+        .header("connection")
+        .is_some_and(|value| value.eq_ignore_ascii_case("keep-alive"));
     if !request.path.starts_with("/v1/") {
         return Some(Response::error(404, "NotFoundError", "no such endpoint"));
     }

@@ -600,3 +600,55 @@ fn every_operation_of_every_device_is_a_line_of_the_event_log() {
     assert!(!text.contains(key), "a private key in the event log");
     assert!(!text.contains("privateKey"));
 }
+
+#[test]
+fn a_kept_alive_connection_carries_several_requests() {
+    use std::io::{Read, Write};
+    let daemon = start(Config::security_key());
+    let mut stream = std::net::TcpStream::connect(daemon.gateway).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let read_answer = |stream: &mut std::net::TcpStream| {
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(split) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buffer[..split]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .unwrap()
+                    .trim()
+                    .parse()
+                    .unwrap();
+                if buffer.len() >= split + 4 + length {
+                    let body: Json = serde_json::from_slice(&buffer[split + 4..]).unwrap();
+                    return (head, body);
+                }
+            }
+            let read = stream.read(&mut chunk).unwrap();
+            assert!(read > 0, "the gateway closed a kept connection");
+            buffer.extend_from_slice(&chunk[..read]);
+        }
+    };
+    let request = |keep: &str| {
+        format!(
+            "GET /v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+             Connection: {keep}\r\nContent-Length: 0\r\n\r\n",
+            common::http::TOKEN
+        )
+    };
+    for _ in 0..3 {
+        stream.write_all(request("keep-alive").as_bytes()).unwrap();
+        let (head, body) = read_answer(&mut stream);
+        assert!(head.contains("connection: keep-alive"), "{head}");
+        assert!(body["ok"].is_object());
+    }
+    // The last one closes.
+    stream.write_all(request("close").as_bytes()).unwrap();
+    let (head, _) = read_answer(&mut stream);
+    assert!(head.contains("connection: close"), "{head}");
+    let mut rest = Vec::new();
+    assert_eq!(stream.read_to_end(&mut rest).unwrap(), 0);
+}
