@@ -116,6 +116,9 @@ enum DeviceCommand {
         /// Override the backup-state flag of new credentials.
         #[arg(long)]
         backup_state: Option<bool>,
+        /// Override built-in user verification (on for the platform profile).
+        #[arg(long)]
+        uv: Option<bool>,
         /// Its UDP lane (loopback; default 127.0.0.1:0, a free port).
         #[arg(long)]
         udp: Option<SocketAddr>,
@@ -376,6 +379,7 @@ pub fn run(args: &DeviceArgs) -> Result<()> {
             attestation,
             backup_eligible,
             backup_state,
+            uv,
             udp,
         } => {
             let mut body = serde_json::Map::new();
@@ -413,6 +417,9 @@ pub fn run(args: &DeviceArgs) -> Result<()> {
             }
             if let Some(value) = backup_state {
                 body.insert("backupState".into(), json!(value));
+            }
+            if let Some(value) = uv {
+                body.insert("uv".into(), json!(value));
             }
             if let Some(udp) = udp {
                 body.insert("udp".into(), json!(udp.to_string()));

@@ -133,6 +133,8 @@ export interface NewDeviceOptions {
   backupEligible?: boolean;
   backupState?: boolean;
   alwaysUv?: boolean;
+  /** Built-in user verification (on for `platform`). */
+  uv?: boolean;
   residentKeys?: boolean;
   maxDiscoverableCredentials?: number;
   transports?: string[];

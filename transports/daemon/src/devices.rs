@@ -114,6 +114,8 @@ pub struct DeviceSettings {
     pub profile: String,
     /// The settings the device runs with.
     pub config: Config,
+    /// Whether it verifies users itself (built-in UV, as a platform authenticator does).
+    pub built_in_uv: bool,
 }
 
 /// Reads a profile name: `security-key`, `synced-passkey` or `platform`.
@@ -522,7 +524,7 @@ impl DeviceHost {
             other => other,
         };
         let mut presence = DaemonPresence::new(presence_mode, signals.clone(), None);
-        if settings.config.platform_device {
+        if settings.built_in_uv {
             presence.built_in_uv = BuiltInUv::Configured;
         }
         let mut config = settings.config.clone();

@@ -258,6 +258,7 @@ async fn serve_with<S: Store + 'static>(
         devices::DeviceSettings {
             profile: devices::profile_name_of(&options.config).to_owned(),
             config: options.config.clone(),
+            built_in_uv: options.config.platform_device,
         },
         control_tx.clone(),
         inbound_tx.clone(),

@@ -1849,11 +1849,21 @@ impl ControlApi {
                         crate::devices::PROFILES
                     )))
                 })?,
+                built_in_uv: name == "platform",
             },
             Some(_) => return Err(split_answer(invalid("\"profile\" must be a string"))),
         };
         crate::devices::apply_overrides(&mut settings.config, value)
             .map_err(|message| split_answer(invalid(message)))?;
+        match value.get("uv") {
+            None | Some(Json::Null) => {}
+            Some(Json::Bool(uv)) => settings.built_in_uv = *uv,
+            Some(_) => {
+                return Err(split_answer(invalid(
+                    "\"uv\" (built-in user verification) must be a boolean",
+                )));
+            }
+        }
         Ok(settings)
     }
 

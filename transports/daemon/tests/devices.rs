@@ -149,7 +149,16 @@ fn devices_have_profiles_overrides_and_their_own_lanes() {
         "01234567-89ab-cdef-0123-456789abcdef"
     );
     assert_ne!(udp_of(&phone), daemon.udp);
+    let verifying = new_device(&daemon, &json!({"id": "uv-key", "uv": true}));
+    assert_eq!(verifying["properties"]["hasUserVerification"], true);
+    assert_eq!(verifying["profile"], "security-key");
+    let plain = new_device(
+        &daemon,
+        &json!({"id": "plain", "profile": "platform", "uv": false}),
+    );
+    assert_eq!(plain["properties"]["hasUserVerification"], false);
     let anonymous = new_device(&daemon, &json!({"profile": "platform"}));
+    assert_eq!(anonymous["properties"]["hasUserVerification"], true);
     assert!(
         anonymous["authenticatorId"]
             .as_str()
@@ -166,6 +175,7 @@ fn devices_have_profiles_overrides_and_their_own_lanes() {
         (json!({"counter": "sometimes"}), 400),
         (json!({"udp": "0.0.0.0:0"}), 400),
         (json!({"udp": 7}), 400),
+        (json!({"uv": "yes"}), 400),
     ] {
         refused(
             daemon.gateway,
