@@ -12,7 +12,7 @@ import {verifyAuthenticationResponse} from '@simplewebauthn/server';
 
 import {installFidelio} from '../shim/puppeteer.mjs';
 import {
-  CEREMONY_MS, gatewayStatus, launchFirefox, puppeteerCeremony as ceremony, startLaneBDaemon, withDeadline, workspace,
+  CEREMONY_MS, control, gatewayStatus, launchFirefox, puppeteerCeremony as ceremony, startLaneBDaemon, withDeadline, workspace,
 } from './harness.mjs';
 import {inspectCredentials, inspectStatics} from './lane-b-checks.mjs';
 import {startRp} from './rp-server.mjs';
@@ -160,6 +160,47 @@ window.early = navigator.credentials.create({publicKey: {
     await page.close();
   });
 
+  test('conditional mediation: get() stays pending until the test picks an account through the control API', async () => {
+    const {daemon} = lanes.auto;
+    const page = await open('auto', rp.url('autofill.localhost'));
+    for (const username of ['carol', 'dave']) {
+      const made = await ceremony(page, 'register', {username, residentKey: 'required'});
+      assert.equal(made.verified, true, JSON.stringify(made));
+    }
+    assert.equal(await page.evaluate(() => PublicKeyCredential.isConditionalMediationAvailable()), true);
+    // What an autofill page does on load: a conditional get() left pending.
+    await page.evaluate(() => { window.autofill = window.fidelioRp.login({mediation: 'conditional'}); });
+    const waiting = await control(daemon, 'GET', '/v1/control/conditional?wait=20000');
+    const request = waiting.find((r) => r.rpId === 'autofill.localhost');
+    assert.ok(request, JSON.stringify(waiting));
+    assert.equal(request.origin, originOf(rp.url('autofill.localhost')));
+    assert.deepEqual(request.accounts.map((a) => a.userName).sort(), ['carol', 'dave']);
+    // Nothing happens until an account is picked (no lifetime timer for conditional requests).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(await page.evaluate(() => Promise.race([window.autofill.then(() => 'settled'), new Promise((r) => setTimeout(() => r('pending'), 50))])), 'pending');
+    const dave = request.accounts.find((a) => a.userName === 'dave');
+    assert.equal(await control(daemon, 'POST', `/v1/control/conditional/${request.id}/select`, {credentialId: dave.credentialId}), true);
+    const login = await withDeadline(page.evaluate(() => window.autofill), CEREMONY_MS, 'conditional login');
+    assert.equal(login.error, undefined, JSON.stringify(login.error));
+    assert.equal(login.verified, true);
+    assert.equal(login.username, 'dave');
+    assert.equal(login.credentialId, dave.credentialId);
+
+    // The page aborts a pending conditional request (as it does before a modal get()).
+    await page.evaluate(() => { window.autofill = window.fidelioRp.login({mediation: 'conditional'}); });
+    const again = await control(daemon, 'GET', '/v1/control/conditional?wait=20000');
+    assert.equal(again.filter((r) => r.rpId === 'autofill.localhost').length, 1, JSON.stringify(again));
+    await page.evaluate(() => window.fidelioRpAbort());
+    const aborted = await withDeadline(page.evaluate(() => window.autofill), CEREMONY_MS, 'aborted conditional login');
+    assert.equal(aborted.error?.name, 'AbortError', JSON.stringify(aborted));
+    for (const started = Date.now(); ; await new Promise((resolve) => setTimeout(resolve, 20))) {
+      const left = await control(daemon, 'GET', '/v1/control/conditional');
+      if (left.length === 0) break;
+      assert.ok(Date.now() - started < 10_000, `the aborted request left the list: ${JSON.stringify(left)}`);
+    }
+    await page.close();
+  });
+
   test('discoverable login (no allowCredentials) returns the user handle', async () => {
     const page = await open('auto', rp.url('discoverable.localhost'));
     const registration = await ceremony(page, 'register', {username: 'bob', residentKey: 'required'});
@@ -169,6 +210,42 @@ window.early = navigator.credentials.create({publicKey: {
     assert.equal(login.verified, true, JSON.stringify(login));
     assert.equal(login.username, 'bob');
     assert.ok(login.userHandle);
+    await page.close();
+  });
+
+  test('five resident credentials for one RP, then discoverable and by-name logins', async () => {
+    const page = await open('auto', rp.url('many.localhost'));
+    const ids = new Map();
+    for (const username of ['u1', 'u2', 'u3', 'u4', 'u5']) {
+      const registration = await ceremony(page, 'register', {username, residentKey: 'required'});
+      assert.equal(registration.verified, true, `${username}: ${JSON.stringify(registration)}`);
+      assert.deepEqual(registration.credProps, {rk: true});
+      ids.set(username, registration.credentialId);
+    }
+    assert.equal(new Set(ids.values()).size, 5);
+    const login = await ceremony(page, 'login', {});
+    assert.equal(login.verified, true, JSON.stringify(login));
+    assert.ok([...ids.values()].includes(login.credentialId));
+    assert.equal(ids.get(login.username), login.credentialId);
+    // Each one by allowCredentials returns its own.
+    for (const [username, credentialId] of ids) {
+      const byName = await ceremony(page, 'login', {username});
+      assert.equal(byName.verified, true, `${username}: ${JSON.stringify(byName)}`);
+      assert.equal(byName.username, username);
+      assert.equal(byName.credentialId, credentialId);
+    }
+    await page.close();
+  });
+
+  test('excludeCredentials with a registered credential → InvalidStateError', async () => {
+    const page = await open('auto', rp.url('exclude.localhost'));
+    const registration = await ceremony(page, 'register', {username: 'carol'});
+    assert.equal(registration.verified, true, JSON.stringify(registration));
+    const again = await ceremony(page, 'register', {username: 'carol', exclude: true});
+    assert.equal(again.error?.name, 'InvalidStateError', JSON.stringify(again));
+    // Another user (nothing to exclude) still registers.
+    const dave = await ceremony(page, 'register', {username: 'dave', exclude: true});
+    assert.equal(dave.verified, true, JSON.stringify(dave));
     await page.close();
   });
 
@@ -254,6 +331,31 @@ window.early = navigator.credentials.create({publicKey: {
     }
   });
 
+  test('a popup window registers and logs in', async () => {
+    const page = await open('auto', rp.url('rp.localhost'));
+    const popupUrl = rp.url('popup.localhost');
+    const before = lanes.auto.fidelio.host.stats.ceremonies;
+    // puppeteer's BiDi page emits 'popup' for a browsing context whose opener is this page.
+    const [popup] = await Promise.all([
+      new Promise((resolve) => page.once('popup', resolve)),
+      page.evaluate((url) => { window.open(url, 'fidelio-popup', 'popup,width=500,height=400'); }, popupUrl),
+    ]);
+    popup.setDefaultTimeout(CEREMONY_MS);
+    // It opens on about:blank, then navigates: wait for the RP's document.
+    await popup.waitForFunction((origin) => location.origin === origin && window.fidelioRp !== undefined, {polling: 50}, originOf(popupUrl));
+    assert.equal(await popup.evaluate(() => window.opener !== null), true, 'a popup, with its opener');
+    const registration = await ceremony(popup, 'register', {username: 'frank'});
+    assert.equal(registration.verified, true, JSON.stringify(registration));
+    assert.equal(registration.clientData.origin, originOf(popupUrl));
+    assert.equal(registration.clientData.crossOrigin, false);
+    const login = await ceremony(popup, 'login', {username: 'frank'});
+    assert.equal(login.verified, true, JSON.stringify(login));
+    assert.equal(login.credentialId, registration.credentialId);
+    assert.equal(lanes.auto.fidelio.host.stats.ceremonies, before + 2, 'the popup\'s ceremonies went through the shim');
+    await popup.close();
+    await page.close();
+  });
+
   test('AbortController.abort() right after get() → AbortError, and the next ceremony works', async () => {
     const page = await open('auto', rp.url('abort.localhost'));
     const registration = await ceremony(page, 'register', {username: 'grace'});
@@ -305,6 +407,24 @@ window.early = navigator.credentials.create({publicKey: {
       const status = await gatewayStatus(daemon);
       if (status.pending === 0) break;
       assert.ok(Date.now() - started < 30_000, `the gateway still has ${status.pending} ceremonies`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await page.close();
+  });
+
+  test('nobody answers the authenticator: the lifetime timer (timeout 1 ms, clamped to 10 s) → NotAllowedError', async () => {
+    const {daemon} = lanes.prompt;
+    const page = await open('prompt', rp.url('timeout.localhost'));
+    const started = Date.now();
+    const registration = await ceremony(page, 'register', {username: 'trudy', timeout: 1});
+    const elapsed = Date.now() - started;
+    assert.equal(registration.error?.name, 'NotAllowedError', JSON.stringify(registration));
+    assert.ok(elapsed >= 9_500 && elapsed < 30_000, `settled after ${elapsed} ms`);
+    // The gateway was told: its ceremony ends too.
+    for (;;) {
+      const status = await gatewayStatus(daemon);
+      if (status.pending === 0) break;
+      assert.ok(Date.now() - started < 40_000, `the gateway still has ${status.pending} ceremonies`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     await page.close();
