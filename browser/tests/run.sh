@@ -85,6 +85,9 @@ run_group() {
     passed=$(sed -n 's/^# pass \([0-9][0-9]*\)$/\1/p' "$tap" | tail -n 1)
     failed=$(sed -n 's/^# fail \([0-9][0-9]*\)$/\1/p' "$tap" | tail -n 1)
     cancelled=$(sed -n 's/^# cancelled \([0-9][0-9]*\)$/\1/p' "$tap" | tail -n 1)
+    # Skipped tests (opt-in slow ones) are neither passed nor failed, and said so.
+    skipped=$(sed -n 's/^# skip \([0-9][0-9]*\)$/\1/p' "$tap" | tail -n 1)
+    skipped=${skipped:-0}
     passed=${passed:-0}
     failed=$(( ${failed:-0} + ${cancelled:-0} ))
     if [ "$group_status" -ne 0 ] && [ "$failed" -eq 0 ]; then
@@ -111,7 +114,7 @@ if [ -n "$chromium_files" ]; then
             failed=$((failed + 1))
         fi
     fi
-    chromium_line="browser-chromium: $passed passed, $failed failed"
+    chromium_line="browser-chromium: $passed passed, $failed failed, $skipped skipped (not run)"
     [ "$failed" -eq 0 ] || status=1
 fi
 if [ -n "$firefox_files" ]; then
@@ -119,7 +122,7 @@ if [ -n "$firefox_files" ]; then
         FIREFOX_BIN=$firefox
         export FIREFOX_BIN
         run_group "$work/firefox.tap" $firefox_files
-        firefox_line="browser-firefox: $passed passed, $failed failed"
+        firefox_line="browser-firefox: $passed passed, $failed failed, $skipped skipped (not run)"
     else
         echo "browser-firefox: no Firefox at $firefox (apt-get install firefox-esr, or set FIREFOX_BIN)" >&2
         firefox_line="browser-firefox: 0 passed, 1 failed"
