@@ -86,7 +86,7 @@ run_group() {
     failed=$(sed -n 's/^# fail \([0-9][0-9]*\)$/\1/p' "$tap" | tail -n 1)
     cancelled=$(sed -n 's/^# cancelled \([0-9][0-9]*\)$/\1/p' "$tap" | tail -n 1)
     # Skipped tests (opt-in slow ones) are neither passed nor failed, and said so.
-    skipped=$(sed -n 's/^# skip \([0-9][0-9]*\)$/\1/p' "$tap" | tail -n 1)
+    skipped=$(sed -n 's/^# skipped \([0-9][0-9]*\)$/\1/p' "$tap" | tail -n 1)
     skipped=${skipped:-0}
     passed=${passed:-0}
     failed=$(( ${failed:-0} + ${cancelled:-0} ))
