@@ -1235,10 +1235,7 @@ async fn conditional_pick(
     stream: &mut TcpStream,
 ) -> Result<(String, Vec<u8>), WebAuthnError> {
     // What the browser checks before it offers anything: the caller may use this RP ID.
-    let domain = fidelio_webauthn::origin::effective_domain(request.caller.origin())?;
-    let requested = request.options.get("rpId").and_then(Json::as_str);
-    let rp_id = fidelio_webauthn::origin::relying_party_id(requested, &domain)?;
-    let allow = allowed_ids(&request.options)?;
+    let (rp_id, allow) = request_scope(request)?;
     let Some(control) = &shared.control else {
         return Err(WebAuthnError::not_allowed(
             "conditional mediation needs the control API to pick an account",
@@ -1281,19 +1278,7 @@ async fn conditional_pick(
 fn offered(entry: &Conditional, accounts: &[(String, Json)]) -> Vec<Json> {
     accounts
         .iter()
-        .filter(|(_, credential)| {
-            credential.get("rpId").and_then(Json::as_str) == Some(entry.rp_id.as_str())
-        })
-        .filter(|(_, credential)| {
-            if entry.allow.is_empty() {
-                return credential.get("isResidentCredential") == Some(&Json::Bool(true));
-            }
-            credential
-                .get("credentialId")
-                .and_then(Json::as_str)
-                .and_then(decode_b64)
-                .is_some_and(|id| entry.allow.contains(&id))
-        })
+        .filter(|(_, credential)| usable(credential, &entry.rp_id, &entry.allow))
         .map(|(device, credential)| {
             let mut account = serde_json::Map::new();
             account.insert("authenticatorId".into(), json!(device));
@@ -1305,6 +1290,31 @@ fn offered(entry: &Conditional, accounts: &[(String, Json)]) -> Vec<Json> {
             Json::Object(account)
         })
         .collect()
+}
+
+/// The RP ID a get() request may use (the caller's effective domain may claim it) and its
+/// allowCredentials; the exception a browser raises otherwise.
+fn request_scope(request: &CeremonyRequest) -> Result<(String, Vec<Vec<u8>>), WebAuthnError> {
+    let domain = fidelio_webauthn::origin::effective_domain(request.caller.origin())?;
+    let requested = request.options.get("rpId").and_then(Json::as_str);
+    let rp_id = fidelio_webauthn::origin::relying_party_id(requested, &domain)?;
+    Ok((rp_id, allowed_ids(&request.options)?))
+}
+
+/// Whether a listed credential answers a get() for `rp_id` with `allow` (empty: discoverable
+/// credentials of the RP answer).
+fn usable(credential: &Json, rp_id: &str, allow: &[Vec<u8>]) -> bool {
+    if credential.get("rpId").and_then(Json::as_str) != Some(rp_id) {
+        return false;
+    }
+    if allow.is_empty() {
+        return credential.get("isResidentCredential") == Some(&Json::Bool(true));
+    }
+    credential
+        .get("credentialId")
+        .and_then(Json::as_str)
+        .and_then(decode_b64)
+        .is_some_and(|id| allow.contains(&id))
 }
 
 /// The accounts of the plugged-in devices (an unplugged key offers nothing).
@@ -1483,12 +1493,7 @@ async fn route(
     let Some(control) = &shared.control else {
         return Ok(first);
     };
-    let rp_id =
-        fidelio_webauthn::origin::effective_domain(request.caller.origin()).and_then(|domain| {
-            let requested = request.options.get("rpId").and_then(Json::as_str);
-            fidelio_webauthn::origin::relying_party_id(requested, &domain)
-        });
-    let (Ok(rp_id), Ok(allow)) = (rp_id, allowed_ids(&request.options)) else {
+    let Ok((rp_id, allow)) = request_scope(request) else {
         // The client raises the error on the first device.
         return Ok(first);
     };
@@ -1496,19 +1501,9 @@ async fn route(
         return Ok(first);
     };
     let holder = plugged.into_iter().find(|device| {
-        accounts.iter().any(|(owner, credential)| {
-            owner == device
-                && credential.get("rpId").and_then(Json::as_str) == Some(rp_id.as_str())
-                && if allow.is_empty() {
-                    credential.get("isResidentCredential") == Some(&Json::Bool(true))
-                } else {
-                    credential
-                        .get("credentialId")
-                        .and_then(Json::as_str)
-                        .and_then(decode_b64)
-                        .is_some_and(|id| allow.contains(&id))
-                }
-        })
+        accounts
+            .iter()
+            .any(|(owner, credential)| owner == device && usable(credential, &rp_id, &allow))
     });
     Ok(holder.unwrap_or(first))
 }

@@ -45,6 +45,18 @@ pub enum Peer {
     Gateway(u32),
 }
 
+impl Peer {
+    /// The lane's name, as events and the event log give it.
+    pub fn lane_name(self) -> &'static str {
+        match self {
+            Peer::Udp(_) => "udp",
+            Peer::Uhid => "uhid",
+            Peer::Usbip => "usbip",
+            Peer::Gateway(_) => "gateway",
+        }
+    }
+}
+
 /// A packet from a lane.
 #[derive(Debug, Clone, Copy)]
 pub struct Inbound {
@@ -301,8 +313,12 @@ async fn run_device<P: Platform + 'static>(
                     observed = virtual_state.as_mut().and_then(|state| {
                         state.observe_request(&mut authenticator, kind, &request.payload, from)
                     });
-                    if fault_log.is_some() {
-                        let lane = from.map(lane_name);
+                    // Decoded for the event log only when there is one (not on every request).
+                    if fault_log
+                        .as_ref()
+                        .is_some_and(|(_, events)| events.is_recording())
+                    {
+                        let lane = from.map(Peer::lane_name);
                         operation =
                             Some(crate::operation::Started::new(kind, &request.payload, lane));
                     }
@@ -319,7 +335,7 @@ async fn run_device<P: Platform + 'static>(
                             // The command does not run: nothing to observe.
                             observed = None;
                         }
-                        let lane = from.map(lane_name);
+                        let lane = from.map(Peer::lane_name);
                         faulted = Some(Faulted {
                             plan,
                             replaced,
@@ -571,15 +587,6 @@ fn request_command((kind, byte): (RequestKind, u8)) -> faults::Command {
     match kind {
         RequestKind::Cbor => faults::Command::Ctap(byte),
         RequestKind::Msg => faults::Command::U2f(byte),
-    }
-}
-
-fn lane_name(peer: Peer) -> &'static str {
-    match peer {
-        Peer::Udp(_) => "udp",
-        Peer::Uhid => "uhid",
-        Peer::Usbip => "usbip",
-        Peer::Gateway(_) => "gateway",
     }
 }
 

@@ -35,7 +35,7 @@ use rand_core::SeedableRng;
 use serde_json::{Value as Json, json};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::device::{self, ControlRequest, DeviceExtras, DeviceOptions, Inbound, Outbound, Peer};
+use crate::device::{self, ControlRequest, DeviceExtras, DeviceOptions, Outbound, Peer};
 use crate::presence::{DaemonPresence, PresenceMode, PresenceSignals};
 use crate::virtual_auth::EventLog;
 
@@ -63,7 +63,7 @@ impl Plug {
 
     /// The queue the lanes (or the gateway's client) send into, and the one the device reads:
     /// what arrives while unplugged is dropped here, before the device sees it.
-    pub fn inbound<T: 'static>(&self, capacity: usize) -> (mpsc::Sender<T>, mpsc::Receiver<T>) {
+    pub fn channel<T: 'static>(&self, capacity: usize) -> (mpsc::Sender<T>, mpsc::Receiver<T>) {
         let (lanes_tx, mut lanes_rx) = mpsc::channel::<T>(capacity);
         let (device_tx, device_rx) = mpsc::channel(capacity);
         let plug = self.clone();
@@ -280,7 +280,6 @@ struct Entry {
     id: String,
     settings: DeviceSettings,
     control: mpsc::Sender<ControlRequest>,
-    inbound: mpsc::Sender<Inbound>,
     plug: Plug,
     udp: Option<SocketAddr>,
     /// Stops a device the host started (`None`: the default device, which `serve` runs).
@@ -379,7 +378,6 @@ impl DeviceHost {
         id: &str,
         settings: DeviceSettings,
         control: mpsc::Sender<ControlRequest>,
-        inbound: mpsc::Sender<Inbound>,
         plug: Plug,
         udp: Option<SocketAddr>,
     ) {
@@ -390,7 +388,6 @@ impl DeviceHost {
             id: id.to_owned(),
             settings,
             control,
-            inbound,
             plug,
             udp,
             stop: None,
@@ -536,14 +533,14 @@ impl DeviceHost {
         let authenticator = Authenticator::new(HostPlatform::new(rng, store, presence), config);
 
         let plug = Plug::plugged_in();
-        let (inbound_tx, inbound_rx) = plug.inbound(256);
+        let (inbound_tx, inbound_rx) = plug.channel(256);
         let (control_tx, control_rx) = mpsc::channel(16);
         let mut lanes = device::Lanes::new();
         lanes.push(lane.outbound());
         let gateway = self.gateway.borrow().clone();
         let direct = match &gateway {
             Some(gateway) => {
-                let (direct_tx, direct_rx) = plug.inbound(64);
+                let (direct_tx, direct_rx) = plug.channel(64);
                 gateway.attach(id, direct_tx);
                 Some(direct_rx)
             }
@@ -552,10 +549,9 @@ impl DeviceHost {
         let outbound = plug.outbound(Rc::new(lanes));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let (lane_stop_tx, lane_stop_rx) = oneshot::channel::<()>();
-        let lane_inbound = inbound_tx.clone();
         tokio::task::spawn_local(async move {
             tokio::select! {
-                () = lane.run(lane_inbound) => {}
+                () = lane.run(inbound_tx) => {}
                 _ = lane_stop_rx => {}
             }
         });
@@ -592,7 +588,6 @@ impl DeviceHost {
             id: id.to_owned(),
             settings,
             control: control_tx,
-            inbound: inbound_tx,
             plug,
             udp: udp_address,
             stop: Some(stop_tx),
@@ -643,15 +638,6 @@ impl DeviceHost {
             .push("deviceRemoved", id, serde_json::Map::new());
         tracing::info!("device {id:?} removed");
         Ok(())
-    }
-
-    /// The inbound queue of device `id` (for the gateway's client).
-    pub fn inbound(&self, id: &str) -> Option<mpsc::Sender<Inbound>> {
-        self.devices
-            .borrow()
-            .iter()
-            .find(|entry| entry.id == id)
-            .map(|entry| entry.inbound.clone())
     }
 
     /// The settings device `id` was started with.

@@ -218,9 +218,9 @@ async fn serve_with<S: Store + 'static>(
     };
     // The default device's lanes pass through its plug (`devices.rs`).
     let plug = devices::Plug::plugged_in();
-    let (inbound_tx, inbound_rx) = plug.inbound(256);
+    let (inbound_tx, inbound_rx) = plug.channel(256);
     // The gateway's client's requests, straight to the core (`device::Direct`).
-    let (direct_tx, direct_rx) = plug.inbound(64);
+    let (direct_tx, direct_rx) = plug.channel(64);
     let (control_tx, control_rx) = mpsc::channel(16);
     if let Some(address) = options.control {
         let listener = tokio::net::TcpListener::bind(address)
@@ -261,7 +261,6 @@ async fn serve_with<S: Store + 'static>(
             built_in_uv: options.config.platform_device,
         },
         control_tx.clone(),
-        inbound_tx.clone(),
         plug.clone(),
         Some(udp_address),
     );

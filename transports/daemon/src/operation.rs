@@ -94,13 +94,17 @@ fn rp_id_of(command: u8, parameters: &[u8]) -> Option<String> {
         return None;
     }
     let decoded = cbor::decode(parameters).ok()?;
-    let members = Members::of(&decoded).ok()?;
-    let rp_id = if command == command::MAKE_CREDENTIAL {
-        Members::of(members.get(Key::Int(2))?)
+    rp_id_in(command, &Members::of(&decoded).ok()?)
+}
+
+/// The RP ID in a makeCredential (`rp.id`) or getAssertion (`rpId`) request's parameters.
+pub(crate) fn rp_id_in(command: u8, members: &Members<'_>) -> Option<String> {
+    let rp_id = match command {
+        command::MAKE_CREDENTIAL => Members::of(members.get(Key::Int(2))?)
             .ok()?
-            .get(Key::Text("id"))?
-    } else {
-        members.get(Key::Int(1))?
+            .get(Key::Text("id"))?,
+        command::GET_ASSERTION => members.get(Key::Int(1))?,
+        _ => return None,
     };
     Some(cbor::as_text(rp_id).ok()?.to_owned())
 }

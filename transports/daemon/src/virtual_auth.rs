@@ -497,6 +497,11 @@ impl EventLog {
         seq
     }
 
+    /// Whether events go to a file (`serve --event-log`): what [`record`](Self::record) needs.
+    pub fn is_recording(&self) -> bool {
+        self.sink.borrow().is_some()
+    }
+
     /// Writes an event to the event log file only, not to the long-poll stream: the
     /// `operation` record of every CTAP request (`operation.rs`), too many to poll for.
     pub fn record(&self, kind: &str, authenticator: &str, fields: Map<String, Json>) {
@@ -626,15 +631,6 @@ fn large_blob_of(entries: &[Value], key: &LargeBlobKey) -> Option<Vec<u8>> {
     entries
         .iter()
         .find_map(|entry| fidelio_webauthn::large_blob::open_entry(entry, key.expose()))
-}
-
-fn lane_name(peer: Peer) -> &'static str {
-    match peer {
-        Peer::Udp(_) => "udp",
-        Peer::Uhid => "uhid",
-        Peer::Usbip => "usbip",
-        Peer::Gateway(_) => "gateway",
-    }
 }
 
 /// What an [`Observation`] of credential management's deleteCredential and
@@ -1010,7 +1006,7 @@ impl VirtualState {
         payload: &[u8],
         from: Option<Peer>,
     ) -> Option<Observation> {
-        let lane = from.map(lane_name);
+        let lane = from.map(Peer::lane_name);
         let mut observation = Observation {
             kind,
             command: 0,
@@ -1042,14 +1038,9 @@ impl VirtualState {
             .flatten();
         let members = decoded.as_ref().and_then(|value| Members::of(value).ok());
         match command {
-            authenticator_core::command::MAKE_CREDENTIAL => {
-                let rp = members?.get(Key::Int(2))?;
-                let rp_id = Members::of(rp).ok()?.get(Key::Text("id"))?;
-                observation.rp_id = Some(cbor::as_text(rp_id).ok()?.to_owned());
-            }
-            authenticator_core::command::GET_ASSERTION => {
-                let rp_id = members?.get(Key::Int(1))?;
-                observation.rp_id = Some(cbor::as_text(rp_id).ok()?.to_owned());
+            authenticator_core::command::MAKE_CREDENTIAL
+            | authenticator_core::command::GET_ASSERTION => {
+                observation.rp_id = Some(crate::operation::rp_id_in(command, &members?)?);
             }
             authenticator_core::command::GET_NEXT_ASSERTION => {
                 observation.rp_id = self.last_assertion_rp.clone();
@@ -1288,14 +1279,12 @@ fn uuid(bytes: &[u8; 16]) -> String {
 #[derive(Debug)]
 pub struct ControlApi {
     host: Rc<DeviceHost>,
-    events: Rc<EventLog>,
 }
 
 impl ControlApi {
     /// An API over the devices of `host`.
     pub fn new(host: Rc<DeviceHost>) -> Self {
-        let events = host.events().clone();
-        Self { host, events }
+        Self { host }
     }
 
     /// The daemon's devices.
@@ -1305,7 +1294,7 @@ impl ControlApi {
 
     /// The event log the API reads (the browser gateway adds its own events to it).
     pub fn events(&self) -> &Rc<EventLog> {
-        &self.events
+        self.host.events()
     }
 
     /// Every credential of every device, as `(authenticator ID, credential)` with no private
@@ -1545,19 +1534,19 @@ impl ControlApi {
                 _ => {}
             }
         }
-        self.events.wait_after(after, wait).await;
-        let (events, dropped) = self.events.after(after, EVENT_BATCH);
+        self.events().wait_after(after, wait).await;
+        let (events, dropped) = self.events().after(after, EVENT_BATCH);
         let next = events
             .last()
             .and_then(|event| event.get("seq"))
             .and_then(Json::as_u64)
-            .unwrap_or(after.min(self.events.last()));
+            .unwrap_or(after.min(self.events().last()));
         (
             200,
             json!({"ok": {
                 "events": events,
                 "next": next,
-                "last": self.events.last(),
+                "last": self.events().last(),
                 "dropped": dropped,
             }}),
         )
@@ -1710,7 +1699,7 @@ impl ControlApi {
                 let mut fields = Map::new();
                 fields.insert("format".into(), json!(format.name()));
                 fields.insert("count".into(), json!(export.count));
-                self.events.push("credentialsExported", id, fields);
+                self.events().push("credentialsExported", id, fields);
                 // CDP's shape is WebDriver's with standard base64: named as asked.
                 let label = if name.eq_ignore_ascii_case("cdp") {
                     "cdp"
@@ -1796,7 +1785,7 @@ impl ControlApi {
         let mut fields = Map::new();
         fields.insert("format".into(), json!(imported.format.name()));
         fields.insert("count".into(), json!(added));
-        self.events.push("credentialsImported", id, fields);
+        self.events().push("credentialsImported", id, fields);
         (
             200,
             json!({ "ok": {
@@ -2030,7 +2019,7 @@ impl ControlApi {
                         let mut fields = Map::new();
                         fields.insert("source".into(), json!(id));
                         fields.insert("credentials".into(), json!(copied));
-                        self.events.push("deviceCloned", &new_id, fields);
+                        self.events().push("deviceCloned", &new_id, fields);
                         self.device_json(&new_id).await
                     }
                     Err(answer) => {
@@ -2057,7 +2046,7 @@ impl ControlApi {
                 let mut fields = Map::new();
                 fields.insert("with".into(), json!(other));
                 fields.insert("copiedTo".into(), json!({ *id: to_this, other: to_other }));
-                self.events.push("devicesSynced", id, fields);
+                self.events().push("devicesSynced", id, fields);
                 (
                     200,
                     json!({ "ok": { "copied": { *id: to_this, other: to_other } } }),

@@ -13,13 +13,15 @@
 
 mod common;
 
-use common::http::{Daemon, TOKEN, b64, control, enc, gateway_call, http, refused, start};
+use common::http::{
+    Daemon, TOKEN, b64, control, enc, gateway_call, http, refused, sign_count, start,
+    verify_assertion,
+};
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use authenticator_core::Config;
-use p256::ecdsa::signature::Verifier;
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey};
 use serde_json::{Value as Json, json};
 use sha2::{Digest, Sha256};
@@ -32,25 +34,6 @@ fn p256_key(seed: u8) -> (Vec<u8>, p256::ecdsa::VerifyingKey) {
     let der = secret.to_pkcs8_der().unwrap().as_bytes().to_vec();
     let verifying = p256::ecdsa::VerifyingKey::from(secret.public_key());
     (der, verifying)
-}
-
-/// Checks an AuthenticationResponseJSON's signature with `key`; returns its authData.
-fn verify_assertion(response: &Json, key: &p256::ecdsa::VerifyingKey) -> Vec<u8> {
-    let authenticator_data = b64(&response["response"]["authenticatorData"]);
-    let mut signed = authenticator_data.clone();
-    signed.extend_from_slice(&Sha256::digest(b64(
-        &response["response"]["clientDataJSON"],
-    )));
-    let signature =
-        p256::ecdsa::DerSignature::try_from(b64(&response["response"]["signature"]).as_slice())
-            .unwrap();
-    key.verify(&signed, &signature)
-        .expect("the assertion verifies with the imported key's public half");
-    authenticator_data
-}
-
-fn sign_count(authenticator_data: &[u8]) -> u32 {
-    u32::from_be_bytes(authenticator_data[33..37].try_into().unwrap())
 }
 
 /// A discoverable login over the UDP lane (fidelio-webauthn's client, as python-fido2 would).

@@ -17,11 +17,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use authenticator_core::Config;
-use common::http::{Daemon, b64, control, enc, gateway_call, refused, start};
-use p256::ecdsa::signature::Verifier;
+use common::http::{
+    Daemon, b64, control, enc, gateway_call, refused, sign_count, start, verify_assertion,
+};
 use p256::pkcs8::DecodePrivateKey;
 use serde_json::{Value as Json, json};
-use sha2::{Digest, Sha256};
 
 fn device(daemon: &Daemon, id: &str) -> Json {
     control(
@@ -105,22 +105,10 @@ fn login_over_udp(udp: SocketAddr) -> Result<Json, String> {
 /// Verifies an assertion with the credential's exported private key; returns its authData.
 fn verify(response: &Json, exported: &Json) -> Vec<u8> {
     let secret = p256::SecretKey::from_pkcs8_der(&b64(&exported["privateKey"])).unwrap();
-    let key = p256::ecdsa::VerifyingKey::from(secret.public_key());
-    let authenticator_data = b64(&response["response"]["authenticatorData"]);
-    let mut signed = authenticator_data.clone();
-    signed.extend_from_slice(&Sha256::digest(b64(
-        &response["response"]["clientDataJSON"],
-    )));
-    let signature =
-        p256::ecdsa::DerSignature::try_from(b64(&response["response"]["signature"]).as_slice())
-            .unwrap();
-    key.verify(&signed, &signature)
-        .expect("the assertion verifies with the credential's key");
-    authenticator_data
-}
-
-fn sign_count(authenticator_data: &[u8]) -> u32 {
-    u32::from_be_bytes(authenticator_data[33..37].try_into().unwrap())
+    verify_assertion(
+        response,
+        &p256::ecdsa::VerifyingKey::from(secret.public_key()),
+    )
 }
 
 fn flags(authenticator_data: &[u8]) -> u8 {

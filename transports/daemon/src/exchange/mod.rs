@@ -860,3 +860,32 @@ fn estimate(exchange: &ExchangeCredential) -> usize {
         .saturating_add(names.saturating_mul(12))
         .saturating_add(2048)
 }
+
+/// Reads each credential object of a list (`prefix`: where the list is, for error paths;
+/// `"credential"`: a single object), at most [`MAX_CREDENTIALS`]; items `read` skips (with a
+/// warning) are left out.
+pub(crate) fn read_each<'a>(
+    items: Vec<&'a Json>,
+    prefix: &str,
+    mut read: impl FnMut(&'a Json, &str) -> Result<Option<ExchangeCredential>, ExchangeError>,
+) -> Result<Vec<ExchangeCredential>, ExchangeError> {
+    if items.len() > MAX_CREDENTIALS {
+        return Err(ExchangeError::TooLarge(format!(
+            "{} credentials (at most {MAX_CREDENTIALS})",
+            items.len()
+        )));
+    }
+    let single = prefix == "credential";
+    let mut found = Vec::with_capacity(items.len());
+    for (index, item) in items.into_iter().enumerate() {
+        let path = if single {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}[{index}]")
+        };
+        if let Some(exchange) = read(item, &path)? {
+            found.push(exchange);
+        }
+    }
+    Ok(found)
+}

@@ -27,8 +27,8 @@ use zeroize::Zeroizing;
 
 use super::{
     ExchangeCredential, ExchangeError, Export, ExportOptions, Fields, ImportDefaults, KeyRead,
-    MAX_CREDENTIALS, PlaywrightShape, b64url, b64url_secret, check, describe, estimate, invalid,
-    public_key_spki, quoted, read_pkcs8, to_json,
+    PlaywrightShape, b64url, b64url_secret, check, describe, estimate, invalid, public_key_spki,
+    quoted, read_each, read_pkcs8, to_json,
 };
 
 /// One `VirtualCredential`, in the member order Playwright writes.
@@ -179,24 +179,9 @@ pub(super) fn import(
             ));
         }
     };
-    if items.len() > MAX_CREDENTIALS {
-        return Err(ExchangeError::TooLarge(format!(
-            "{} credentials (at most {MAX_CREDENTIALS})",
-            items.len()
-        )));
-    }
-    let single = prefix == "credential";
-    let mut found = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let path = if single {
-            prefix.to_owned()
-        } else {
-            format!("{prefix}[{index}]")
-        };
-        if let Some(exchange) = read(item, &path, defaults, warnings)? {
-            found.push(exchange);
-        }
-    }
+    let found = read_each(items, prefix, |item, path| {
+        read(item, path, defaults, warnings)
+    })?;
     if !found.is_empty() {
         warnings.push(
             "Playwright does not save signature counters nor backup flags: the imported \

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use super::{
     ExchangeCredential, ExchangeError, Export, ExportOptions, Fields, ImportDefaults, KeyRead,
-    MAX_CREDENTIALS, check, encode, estimate, invalid, quoted, read_pkcs8, to_json,
+    check, encode, estimate, invalid, quoted, read_each, read_pkcs8, to_json,
 };
 
 /// One credential as written.
@@ -149,24 +149,9 @@ pub(super) fn import(
             ));
         }
     };
-    if items.len() > MAX_CREDENTIALS {
-        return Err(ExchangeError::TooLarge(format!(
-            "{} credentials (at most {MAX_CREDENTIALS})",
-            items.len()
-        )));
-    }
-    let single = prefix == "credential";
-    let mut found = Vec::with_capacity(items.len());
-    for (index, item) in items.into_iter().enumerate() {
-        let path = if single {
-            prefix.to_owned()
-        } else {
-            format!("{prefix}[{index}]")
-        };
-        if let Some(exchange) = read(item, &path, defaults, warnings)? {
-            found.push(exchange);
-        }
-    }
+    let found = read_each(items, prefix, |item, path| {
+        read(item, path, defaults, warnings)
+    })?;
     Ok(found)
 }
 

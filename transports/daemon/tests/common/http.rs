@@ -19,7 +19,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fidelio_daemon::browser::{BrowserOptions, TokenFile};
 use fidelio_daemon::presence::PresenceMode;
 use fidelio_daemon::{ServeOptions, StateLocation};
+use p256::ecdsa::signature::Verifier as _;
 use serde_json::Value as Json;
+use sha2::{Digest as _, Sha256};
 
 pub const TOKEN: &str = "control-token-0123456789abcdef";
 
@@ -143,4 +145,23 @@ pub fn b64(text: &Json) -> Vec<u8> {
 
 pub fn enc(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Checks an AuthenticationResponseJSON's signature with `key`; returns its authData.
+pub fn verify_assertion(response: &Json, key: &p256::ecdsa::VerifyingKey) -> Vec<u8> {
+    let authenticator_data = b64(&response["response"]["authenticatorData"]);
+    let mut signed = authenticator_data.clone();
+    signed.extend_from_slice(&Sha256::digest(b64(
+        &response["response"]["clientDataJSON"],
+    )));
+    let signature =
+        p256::ecdsa::DerSignature::try_from(b64(&response["response"]["signature"]).as_slice())
+            .unwrap();
+    key.verify(&signed, &signature)
+        .expect("the assertion verifies with the credential's key");
+    authenticator_data
+}
+
+pub fn sign_count(authenticator_data: &[u8]) -> u32 {
+    u32::from_be_bytes(authenticator_data[33..37].try_into().unwrap())
 }
